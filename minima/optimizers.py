@@ -1,0 +1,390 @@
+"""Functional optimizers over stacked parameters: K models take one step together.
+
+Every parameter tensor carries a leading model axis K (a single model is K = 1), so one code
+path trains one model or many seeds at once. A step never mutates its inputs: it returns new
+parameters and a new state. Gradients come from an *objective*, a closure
+`params -> (losses [K], aux)`, which the step may evaluate more than once (SAM) or
+differentiate twice (AdaHessian). Model k's loss must depend on model k's slice only; then
+d(sum_k L_k)/dw_k = dL_k/dw_k and all per-model gradients come from one backward pass.
+
+Update rules (g: minibatch gradient, t: step count from 1, lambda: weight decay):
+
+- `sgd`, `sgd_momentum` (torch.optim.SGD, dampening 0): g <- g + lambda w;
+  b <- mu b + g (b_1 = g); d = g + mu b if nesterov else b; w <- w - lr d.
+- `adagrad` (torch.optim.Adagrad): g <- g + lambda w; s <- s + g^2 (s_0 = initial accumulator);
+  w <- w - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps).
+- `adam` (torch.optim.Adam, L2 weight decay): g <- g + lambda w; m <- lerp(m, g, 1 - b1);
+  v <- b2 v + (1 - b2) g^2; w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+- `adahessian` (Yao et al. 2021, "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine
+  Learning", AAAI, Algorithm 1). Hutchinson: for a Rademacher z, E[z * (H z)] = diag(H); H z is
+  the gradient of <g, z> (double backward on the minibatch loss). D = |z * H z|, and for a conv
+  kernel [out, in, kh, kw] D is replaced by its mean over the kh x kw positions (the paper's
+  spatial averaging, Eq. 10; the absolute value before averaging follows the authors' code,
+  amirgholami/adahessian, image_classification/optim_adahessian.py). Other tensors are not
+  averaged. Then m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) D^2;
+  w <- w - lr * ( (m / (1 - b1^t)) / ((v / (1 - b2^t))^(k/2) + eps) + lambda w ),
+  with k = hessian_power: the paper's v_t = (sqrt(v_hat))^k, eps added after the power and
+  weight decay decoupled and scaled by lr, exactly as the authors' code. With update_each = n
+  the Hessian diagonal is re-estimated on steps 1, n + 1, 2n + 1, ... and reused in between (as
+  davda54/ada-hessian does); the moments are updated every step.
+  Library versions differ: pytorch_optimizer 4.1.0 `AdaHessian` uses lr 0.15 and eps 1e-16 and
+  does not average conv kernels (it diverged to 9.8 % test accuracy within 3 epochs on LeNet-5
+  here); torch-optimizer 0.3.0 defaults hessian_power to 0.5 (the paper's default is 1) and
+  fails on 3-D tensors. Ours: eps 1e-4, hessian_power 1, lr 0.15, conv kernels averaged.
+- `sam` (Foret et al. 2021, "Sharpness-Aware Minimization for Efficiently Improving
+  Generalization", ICLR, Algorithm 1): e = rho g / (||g|| + 1e-12), the norm over all of one
+  model's parameters; g_sam = gradient at w + e; the base optimizer (`sam_base`) steps from w
+  with g_sam. The 1e-12 guard is the reference implementation's (davda54/sam).
+
+Random draws (AdaHessian's probes) come from one explicit torch.Generator per stacked model,
+each model drawing one flat vector of all its parameters per probe, so a model's trajectory is
+the same whether it is trained alone or stacked with others.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+Params = dict[str, torch.Tensor]  # name -> stacked tensor [K, *shape]
+Objective = Callable[[Params], tuple[torch.Tensor, Any]]  # params -> (losses [K], aux)
+
+OPTIMIZERS = ("sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam")
+SAM_BASES = ("sgd", "sgd_momentum", "adagrad", "adam")
+
+# Defaults that depend on the optimizer (None in the dataclass means "this optimizer's default").
+_DEFAULT_LR = {"sgd": 0.1, "sgd_momentum": 0.01, "adagrad": 0.01, "adam": 0.001, "adahessian": 0.15}
+_DEFAULT_EPS = {"adagrad": 1e-10, "adam": 1e-8, "adahessian": 1e-4}
+_DEFAULT_MOMENTUM = 0.9
+_SAM_NORM_GUARD = 1e-12
+
+_RELEVANT = {
+    "sgd": ("lr", "weight_decay"),
+    "sgd_momentum": ("lr", "momentum", "nesterov", "weight_decay"),
+    "adagrad": ("lr", "lr_decay", "eps", "initial_accumulator_value", "weight_decay"),
+    "adam": ("lr", "betas", "eps", "weight_decay"),
+    "adahessian": ("lr", "betas", "eps", "hessian_power", "update_each", "weight_decay"),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """One optimizer and its hyperparameters.
+
+    `lr`, `eps` and `momentum` left at None take the optimizer's default (for `sam`: its base's):
+    lr sgd 0.1 (the original study), sgd_momentum 0.01, adagrad 0.01, adam 0.001 (torch),
+    adahessian 0.15 (the authors' code); eps adagrad 1e-10, adam 1e-8 (torch), adahessian 1e-4
+    (the paper); momentum 0.9 (plain `sgd` has none). After construction they are floats.
+    """
+
+    name: str = "sgd"
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float | None = None
+    weight_decay: float = 0.0
+    lr_decay: float = 0.0  # adagrad
+    initial_accumulator_value: float = 0.0  # adagrad
+    hessian_power: float = 1.0  # adahessian
+    update_each: int = 1  # adahessian
+    rho: float = 0.05  # sam
+    sam_base: str = "sgd_momentum"  # sam
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer: unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.sam_base not in SAM_BASES:
+            raise ValueError(f"sam_base: unknown base optimizer {self.sam_base!r}; choose one of {', '.join(SAM_BASES)}")
+        rule = self.base
+        self._resolve("lr", _DEFAULT_LR[rule])
+        self._resolve("eps", _DEFAULT_EPS.get(rule, 1e-8))
+        if rule == "sgd" and self.momentum not in (None, 0, 0.0):
+            raise ValueError(f"momentum: plain 'sgd' has no momentum (got {self.momentum}); use 'sgd_momentum'")
+        self._resolve("momentum", 0.0 if rule == "sgd" else _DEFAULT_MOMENTUM)
+        for name in ("weight_decay", "lr_decay", "initial_accumulator_value", "hessian_power", "rho"):
+            self._resolve(name, 0.0)
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
+        _check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(isinstance(self.nesterov, bool), "nesterov", f"must be true or false, got {self.nesterov!r}")
+        _check(not self.nesterov or self.momentum > 0, "nesterov", "needs momentum > 0")
+        self._check_betas()
+        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.lr_decay >= 0, "lr_decay", f"must be >= 0, got {self.lr_decay}")
+        _check(self.initial_accumulator_value >= 0, "initial_accumulator_value", "must be >= 0")
+        _check(0 <= self.hessian_power <= 1, "hessian_power", f"must be in [0, 1], got {self.hessian_power}")
+        _check(
+            isinstance(self.update_each, int) and not isinstance(self.update_each, bool) and self.update_each >= 1,
+            "update_each",
+            f"must be an integer >= 1, got {self.update_each!r}",
+        )
+        _check(self.rho > 0, "rho", f"must be > 0, got {self.rho}")
+
+    def _resolve(self, field: str, default: float) -> None:
+        value = getattr(self, field)
+        if value is None:
+            value = default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{field}: must be a finite number, got {value!r}")
+        object.__setattr__(self, field, float(value))
+
+    def _check_betas(self) -> None:
+        betas = self.betas
+        ok = isinstance(betas, (tuple, list)) and len(betas) == 2
+        ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)
+        _check(ok and all(0 <= b < 1 for b in betas), "betas", f"must be two numbers in [0, 1), got {betas!r}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+
+    @property
+    def base(self) -> str:
+        """The rule that turns a gradient into a step (SAM's base; the optimizer itself otherwise)."""
+        return self.sam_base if self.name == "sam" else self.name
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Only the hyperparameters this optimizer uses, for the report's setup table."""
+        out: dict[str, Any] = {}
+        if self.name == "sam":
+            out = {"rho": self.rho, "sam_base": self.sam_base}
+        out.update({name: getattr(self, name) for name in _RELEVANT[self.base]})
+        return out
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class OptimizerState:
+    """`step`: steps taken (shared by the stack); `buffers`: buffer name -> stacked Params."""
+
+    step: int
+    buffers: dict[str, Params]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    params: Params  # after the step
+    state: OptimizerState
+    loss: torch.Tensor  # [K] minibatch loss at the parameters before the step
+    aux: Any  # the objective's aux at the parameters before the step
+    gradient_norm: torch.Tensor  # [K] norm of the minibatch gradient there
+
+
+_BUFFERS = {
+    "sgd": (),
+    "sgd_momentum": ("momentum",),
+    "adagrad": ("sum",),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adahessian": ("exp_avg", "exp_hessian_diag_sq", "hessian_diag"),
+}
+
+
+def init_state(config: OptimizerConfig, params: Params) -> OptimizerState:
+    fill = {"sum": config.initial_accumulator_value}
+    buffers = {
+        name: {p_name: torch.full_like(p, fill.get(name, 0.0)) for p_name, p in params.items()}
+        for name in _BUFFERS[config.base]
+    }
+    return OptimizerState(step=0, buffers=buffers)
+
+
+def step(
+    config: OptimizerConfig,
+    params: Params,
+    state: OptimizerState,
+    objective: Objective,
+    generators: Sequence[torch.Generator] | None = None,
+) -> StepResult:
+    """One step of every stacked model; `generators` (one per model) only for adahessian."""
+    if config.name == "adahessian":
+        return _adahessian_step(config, params, state, objective, generators)
+    if config.name == "sam":
+        return _sam_step(config, params, state, objective)
+    loss, aux, grads = gradients(objective, params)
+    new_params, new_state = _base_update(config, params, grads, state)
+    return StepResult(new_params, new_state, loss, aux, stacked_norm(grads))
+
+
+def gradients(objective: Objective, params: Params) -> tuple[torch.Tensor, Any, Params]:
+    """(losses [K] detached, aux, per-model gradients), all from one backward pass."""
+    loss, aux, grads, _ = gradients_with_graph(objective, params, create_graph=False)
+    return loss, aux, grads
+
+
+def gradients_with_graph(
+    objective: Objective, params: Params, *, create_graph: bool = True
+) -> tuple[torch.Tensor, Any, Params, Params]:
+    """As `gradients`, the gradients still differentiable, plus the leaves they belong to."""
+    leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+    loss, aux = objective(leaves)
+    grads = torch.autograd.grad(loss.sum(), list(leaves.values()), create_graph=create_graph)
+    return loss.detach(), aux, dict(zip(leaves, grads)), leaves
+
+
+def stacked_norm(tensors: Params) -> torch.Tensor:
+    """Per-model Euclidean norm over all of that model's tensors: [K]."""
+    flat = torch.cat([t.detach().reshape(t.shape[0], -1) for t in tensors.values()], dim=1)
+    return torch.linalg.vector_norm(flat, dim=1)  # one kernel, not one per tensor
+
+
+def _per_model(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape [K] so it broadcasts against a stacked tensor [K, ...]."""
+    return values.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def _base_update(config: OptimizerConfig, params: Params, grads: Params, state: OptimizerState):
+    rule = {"sgd": _sgd, "sgd_momentum": _sgd, "adagrad": _adagrad, "adam": _adam}[config.base]
+    t = state.step + 1
+    new_params: Params = {}
+    new_buffers: dict[str, Params] = {name: {} for name in state.buffers}
+    for name, p in params.items():
+        g = grads[name].detach()
+        if config.weight_decay:
+            g = g.add(p, alpha=config.weight_decay)
+        buffers = {b: state.buffers[b][name] for b in state.buffers}
+        new_params[name], updated = rule(config, p.detach(), g, buffers, t)
+        for b, value in updated.items():
+            new_buffers[b][name] = value
+    return new_params, OptimizerState(step=t, buffers=new_buffers)
+
+
+def _sgd(config, p, g, buffers, t):
+    if config.base == "sgd":
+        return p.add(g, alpha=-config.lr), {}
+    # torch starts the buffer at g; mu * 0 + g is g exactly, so a zero start is the same
+    buf = buffers["momentum"].mul(config.momentum).add_(g)
+    direction = g.add(buf, alpha=config.momentum) if config.nesterov else buf
+    return p.add(direction, alpha=-config.lr), {"momentum": buf}
+
+
+def _adagrad(config, p, g, buffers, t):
+    clr = config.lr / (1 + (t - 1) * config.lr_decay)
+    total = buffers["sum"].addcmul(g, g, value=1)
+    std = total.sqrt().add_(config.eps)
+    return p.addcdiv(g, std, value=-clr), {"sum": total}
+
+
+def _adam(config, p, g, buffers, t):
+    beta1, beta2 = config.betas
+    exp_avg = buffers["exp_avg"].lerp(g, 1 - beta1)
+    exp_avg_sq = buffers["exp_avg_sq"].mul(beta2).addcmul_(g, g, value=1 - beta2)
+    step_size = config.lr / (1 - beta1**t)
+    denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**t)).add_(config.eps)
+    return p.addcdiv(exp_avg, denom, value=-step_size), {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def _sam_step(config: OptimizerConfig, params: Params, state: OptimizerState, objective: Objective) -> StepResult:
+    loss, aux, grads = gradients(objective, params)
+    norm = stacked_norm(grads)
+    ascent = sam_perturbation(grads, norm, config.rho)
+    perturbed = {name: p.detach() + ascent[name] for name, p in params.items()}
+    _, _, sam_grads = gradients(objective, perturbed)
+    new_params, new_state = _base_update(config, params, sam_grads, state)
+    return StepResult(new_params, new_state, loss, aux, norm)
+
+
+def sam_perturbation(grads: Params, norm: torch.Tensor, rho: float) -> Params:
+    """e = rho g / (||g|| + 1e-12), each model scaled by its own norm."""
+    scale = rho / (norm + _SAM_NORM_GUARD)
+    return {name: g.detach() * _per_model(scale, g) for name, g in grads.items()}
+
+
+def rademacher(like: Params, generators: Sequence[torch.Generator]) -> Params:
+    """One Rademacher (+-1) probe per model, drawn as one flat vector from that model's generator."""
+    first = next(iter(like.values()))
+    if len(generators) != first.shape[0]:
+        raise ValueError(f"generators: need one per stacked model ({first.shape[0]}), got {len(generators)}")
+    size = sum(p[0].numel() for p in like.values())
+    flat = torch.stack(
+        [torch.randint(0, 2, (size,), generator=g, device=g.device).to(first.device) for g in generators]
+    ).to(first.dtype).mul_(2).sub_(1)
+    out, offset = {}, 0
+    for name, p in like.items():
+        n = p[0].numel()
+        out[name] = flat[:, offset : offset + n].reshape(p.shape)
+        offset += n
+    return out
+
+
+def hessian_diagonal_probe(grads: Params, leaves: Params, probe: Params) -> Params:
+    """z * (H z): an unbiased estimate of diag(H) (Hutchinson); grads must carry a graph."""
+    names = list(leaves)
+    hz = torch.autograd.grad(
+        [grads[n] for n in names], [leaves[n] for n in names], grad_outputs=[probe[n] for n in names]
+    )
+    return {n: probe[n] * h.detach() for n, h in zip(names, hz)}
+
+
+def spatial_average(diagonal: Params) -> Params:
+    """|D|, averaged over the kernel positions of each conv weight [K, out, in, kh, kw]."""
+    out = {}
+    for name, d in diagonal.items():
+        d = d.abs()
+        if d.dim() - 1 == 4:
+            d = d.mean(dim=(-2, -1), keepdim=True).expand_as(d)
+        out[name] = d
+    return out
+
+
+def _adahessian_step(
+    config: OptimizerConfig,
+    params: Params,
+    state: OptimizerState,
+    objective: Objective,
+    generators: Sequence[torch.Generator] | None,
+) -> StepResult:
+    t = state.step + 1
+    fresh = (t - 1) % config.update_each == 0
+    if fresh:
+        if generators is None:
+            raise ValueError("generators: adahessian needs one torch.Generator per stacked model")
+        loss, aux, grads, leaves = gradients_with_graph(objective, params)
+        probe = rademacher(params, generators)
+        hessian = spatial_average(hessian_diagonal_probe(grads, leaves, probe))
+    else:
+        loss, aux, grads = gradients(objective, params)
+        hessian = state.buffers["hessian_diag"]
+    beta1, beta2 = config.betas
+    k = config.hessian_power
+    buffers: dict[str, Params] = {"exp_avg": {}, "exp_hessian_diag_sq": {}, "hessian_diag": hessian}
+    new_params: Params = {}
+    for name, p in params.items():
+        p, g, d = p.detach(), grads[name].detach(), hessian[name]
+        m = state.buffers["exp_avg"][name].mul(beta1).add_(g, alpha=1 - beta1)
+        v = state.buffers["exp_hessian_diag_sq"][name].mul(beta2).addcmul_(d, d, value=1 - beta2)
+        denom = (v / (1 - beta2**t)).pow(k / 2).add_(config.eps)
+        update = (m / (1 - beta1**t)).div_(denom)
+        if config.weight_decay:
+            update = update.add_(p, alpha=config.weight_decay)
+        new_params[name] = p.add(update, alpha=-config.lr)
+        buffers["exp_avg"][name], buffers["exp_hessian_diag_sq"][name] = m, v
+    grad_norm = stacked_norm({n: g.detach() for n, g in grads.items()})
+    return StepResult(new_params, OptimizerState(step=t, buffers=buffers), loss, aux, grad_norm)
+
+
+def select(params: Params, index: torch.Tensor | Sequence[int]) -> Params:
+    """The stacked models at `index`, in that order."""
+    index = torch.as_tensor(index, dtype=torch.long)
+    return {name: p.index_select(0, index.to(p.device)) for name, p in params.items()}
+
+
+def select_state(state: OptimizerState, index: torch.Tensor | Sequence[int]) -> OptimizerState:
+    return OptimizerState(state.step, {b: select(values, index) for b, values in state.buffers.items()})
+
+
+def concat(parts: Sequence[Params]) -> Params:
+    """Stack groups of models along the model axis."""
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
+def concat_states(states: Sequence[OptimizerState]) -> OptimizerState:
+    steps = {s.step for s in states}
+    if len(steps) != 1:
+        raise ValueError(f"states: models stacked together must have taken the same steps, got {sorted(steps)}")
+    buffers = {b: concat([s.buffers[b] for s in states]) for b in states[0].buffers}
+    return OptimizerState(steps.pop(), buffers)

@@ -1,0 +1,142 @@
+"""Function-preserving rescaling of a ReLU network (Dinh et al. 2017, "Sharp minima can generalize
+for deep nets", sec. 4 and 5).
+
+For a positively homogeneous activation, relu(a z) = a relu(z) for a > 0 (max and average pooling
+commute with it too), scaling layer l's weight by a_l and its bias by the running product
+A_l = a_1 ... a_l scales every pre-activation of layer l by A_l. With prod_l a_l = 1 the logits,
+hence loss, accuracy and test accuracy, are unchanged: w' = D w with D diagonal and positive, and
+L'(w') = L(D^-1 w'). Differentiating twice gives the prediction
+
+    H' = D^-1 H D^-1,
+
+so for f = W2 relu(W1 x) and scales (a, 1/a) the W1 block of the Hessian is divided by a^2 and
+the W2 block multiplied by a^2: the top eigenvalue is at least a^2 max_i H_ii over W2's entries,
+unbounded as a grows (Dinh et al.'s Theorem: any minimum can be made arbitrarily sharp). The
+trace and every Hessian-based measure move the same way. Measures whose perturbations scale with
+|w| elementwise (adaptive sharpness with xi = 0, see `minima.sharpness.adaptive`) see the same
+function of the relative perturbation and do not move.
+
+For tanh (the original study's `seed` variant) tanh(a z) != a tanh(z): no such rescaling exists,
+and `rescale` refuses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from minima.models import LAYERS
+from minima.models import variant as model_variant
+from minima.objective import Params, flatten
+
+HOMOGENEOUS_ACTIVATIONS = ("relu",)
+HOMOGENEOUS_POOLING = ("max", "avg")
+
+
+def _default_scales() -> tuple[float, ...]:
+    return tuple(10.0 ** (k / 2) for k in range(-4, 5))  # 1e-2 .. 1e2, 9 points
+
+
+@dataclass(frozen=True)
+class DinhSettings:
+    scales: tuple[float, ...] = _default_scales()  # alpha: first layer x alpha, second x 1/alpha
+    layers: tuple[str, ...] = ("conv1", "conv2")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scales, tuple) or not self.scales:
+            raise ValueError(f"scales: must be a non-empty tuple of numbers, got {self.scales!r}")
+        for s in self.scales:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s < math.inf:
+                raise ValueError(f"scales: every scale must be a positive finite number, got {s!r}")
+        if not isinstance(self.layers, tuple) or len(self.layers) != 2 or len(set(self.layers)) != 2:
+            raise ValueError(f"layers: must name two different layers, got {self.layers!r}")
+        for name in self.layers:
+            if name not in LAYERS:
+                raise ValueError(f"layers: {name!r} is not a LeNet-5 layer; choose from {LAYERS}")
+
+
+def check_homogeneous(activation: str, pooling: str) -> None:
+    """Raises ValueError unless the network is positively homogeneous layer by layer."""
+    if activation not in HOMOGENEOUS_ACTIVATIONS:
+        raise ValueError(
+            f"activation {activation!r} is not positively homogeneous ({activation}(a z) != a {activation}(z)),"
+            " so Dinh's rescaling would change the network's function (the 'seed' variant uses tanh);"
+            " use the 'modern' variant (ReLU, max pooling)"
+        )
+    if pooling not in HOMOGENEOUS_POOLING:
+        raise ValueError(f"pooling {pooling!r} is not known to commute with positive scaling")
+
+
+def layer_order(params: Params) -> tuple[str, ...]:
+    """Layer names in forward order, from the parameter names ('conv1.weight' -> 'conv1')."""
+    names: list[str] = []
+    for key in params:
+        layer = key.rsplit(".", 1)[0]
+        if layer not in names:
+            names.append(layer)
+    return tuple(names)
+
+
+def rescaling_factors(params: Params, layer_scales: dict[str, float]) -> Params:
+    """D as a params dict: a_l on layer l's weight, a_1 ... a_l on its bias; layers not named
+    keep scale 1."""
+    order = layer_order(params)
+    unknown = sorted(set(layer_scales) - set(order))
+    if unknown:
+        raise ValueError(f"layer_scales: unknown layers {unknown}; the parameters have {list(order)}")
+    for layer, a in layer_scales.items():
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < math.inf:
+            raise ValueError(f"layer_scales: {layer} must have a positive finite scale, got {a!r}")
+    log_product = sum(math.log(a) for a in layer_scales.values())
+    if abs(log_product) > 1e-9:
+        raise ValueError(f"layer_scales: the scales must multiply to 1, got {math.exp(log_product)!r}")
+    running, per_layer = 1.0, {}
+    for layer in order:
+        a = float(layer_scales.get(layer, 1.0))
+        running *= a
+        per_layer[layer] = (a, running)
+    factors = {}
+    for key, p in params.items():
+        layer, kind = key.rsplit(".", 1)
+        weight_scale, bias_scale = per_layer[layer]
+        factors[key] = torch.full_like(p, bias_scale if kind == "bias" else weight_scale)
+    return factors
+
+
+def rescale(params: Params, layer_scales: dict[str, float], *, variant: str = "modern") -> Params:
+    """New parameters computing the same function: weight_l * a_l, bias_l * a_1 ... a_l.
+
+    `variant` names the LeNet-5 variant (minima.models) the parameters belong to; its activation
+    and pooling decide whether the rescaling preserves the function ("seed", tanh, is refused).
+    """
+    spec = model_variant(variant)
+    check_homogeneous(spec.activation, spec.pooling)
+    factors = rescaling_factors(params, layer_scales)
+    return {key: p.detach() * factors[key] for key, p in params.items()}
+
+
+def dinh_scales(
+    alpha: float, layers: tuple[str, ...] = ("conv1", "conv2"), all_layers: tuple[str, ...] = LAYERS
+) -> dict[str, float]:
+    """{layers[0]: alpha, layers[1]: 1/alpha, every other layer of all_layers: 1}."""
+    scales = {layer: 1.0 for layer in all_layers}
+    scales.update({layers[0]: float(alpha), layers[1]: 1.0 / alpha})
+    return scales
+
+
+def rescaled_family(params: Params, settings: DinhSettings, *, variant: str = "modern") -> list[tuple[float, Params]]:
+    """(alpha, rescaled params) for every alpha of the log grid."""
+    layers = layer_order(params)
+    return [
+        (alpha, rescale(params, dinh_scales(alpha, settings.layers, layers), variant=variant))
+        for alpha in settings.scales
+    ]
+
+
+def predicted_hessian(hessian: torch.Tensor, factors: Params | torch.Tensor) -> torch.Tensor:
+    """H' = D^-1 H D^-1 for the rescaling w' = D w (D from `rescaling_factors`, or flat)."""
+    d = factors if isinstance(factors, torch.Tensor) else flatten(factors)
+    d = d.to(hessian)
+    return hessian / torch.outer(d, d)

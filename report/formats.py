@@ -1,0 +1,389 @@
+"""Escaping and number formatting for the LaTeX and Markdown outputs.
+
+Every value a template prints must pass through exactly one filter defined here: `tex` (or
+`md`) for strings, a number filter for numbers. The filters return `Tex`/`Md` strings, marked
+safe; the Jinja environment (report.render) refuses to print anything else, and `tex`
+refuses a value that is already escaped. So a string from the summary, the config or a path
+is escaped exactly once, and a hostile profile name like `a_b%c&d#e$f{g}h~i^j\\k` cannot
+break the LaTeX build.
+
+Numbers: `sci` prints three significant digits, switching to a x 10^k form outside
+[0.01, 10^4); `pm` prints mean +- std with both at the mean's exponent; `pct` prints
+fractions in 0..1 as percentages. Missing values (None, NaN) print as an en dash.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+import jinja2
+
+
+class Tex(str):
+    """LaTeX source that is safe to print verbatim."""
+
+    def __html__(self) -> str:  # Jinja's autoescape passes objects with __html__ through
+        return str(self)
+
+
+class Md(str):
+    """Markdown source that is safe to print verbatim."""
+
+    def __html__(self) -> str:
+        return str(self)
+
+
+_TEX_ASCII = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "%": r"\%",
+    "_": r"\_",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    '"': r"\textquotedbl{}",
+    "`": r"\textasciigrave{}",
+    "'": r"\textquotesingle{}",
+    "-": "-{}",  # stops T1's -- and --- ligatures from turning "--flag" into a dash
+    "\n": " ",
+    "\t": " ",
+    "\r": " ",
+}
+_TEX_UNICODE = {
+    "ε": r"\ensuremath{\varepsilon}",
+    "σ": r"\ensuremath{\sigma}",
+    "τ": r"\ensuremath{\tau}",
+    "λ": r"\ensuremath{\lambda}",
+    "ρ": r"\ensuremath{\rho}",
+    "α": r"\ensuremath{\alpha}",
+    "β": r"\ensuremath{\beta}",
+    "μ": r"\ensuremath{\mu}",
+    "∇": r"\ensuremath{\nabla}",
+    "‖": r"\ensuremath{\|}",
+    "±": r"\ensuremath{\pm}",
+    "×": r"\ensuremath{\times}",
+    "≈": r"\ensuremath{\approx}",
+    "≤": r"\ensuremath{\leq}",
+    "≥": r"\ensuremath{\geq}",
+    "→": r"\ensuremath{\to}",
+    "′": r"\ensuremath{'}",
+    "−": r"\textminus{}",
+    "–": "--",
+    "—": "---",
+    "…": r"\dots{}",
+    "“": "``",
+    "”": "''",
+    "‘": "`",
+    "’": "'",
+    "\u00a0": "~",
+    "\u2009": r"\,",
+}
+_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
+_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+# T1-encoded fonts have the Latin-1 letters; anything else (CJK, emoji) would stop pdflatex.
+_LATIN1_LETTERS = {chr(c) for c in range(0xC0, 0x100)} - {"×", "÷"}
+_BREAK_AFTER = set("/_-=.,:;")
+
+
+def _tex_char(ch: str, breakable: bool) -> str:
+    if ch in _TEX_ASCII:
+        out = _TEX_ASCII[ch]
+    elif ch in _TEX_UNICODE:
+        out = _TEX_UNICODE[ch]
+    elif " " <= ch <= "~" or ch in _LATIN1_LETTERS:
+        out = ch
+    else:
+        out = "?"
+    return out + r"\allowbreak{}" if breakable and ch in _BREAK_AFTER else out
+
+
+def escape_tex(text: str, *, breakable: bool = False) -> str:
+    """LaTeX source printing `text` literally; breakable adds line breaks after / _ - = etc."""
+    pieces = []
+    pos = 0
+    for match in _SUPERSCRIPT_RUN.finditer(text):
+        pieces.extend(_tex_char(ch, breakable) for ch in text[pos : match.start()])
+        digits = "".join(_SUPERSCRIPTS[c] for c in match.group())
+        pieces.append(r"\ensuremath{^{" + digits + "}}")
+        pos = match.end()
+    pieces.extend(_tex_char(ch, breakable) for ch in text[pos:])
+    return "".join(pieces)
+
+
+_MD_SPECIAL = set("\\`*_[]<>|#~$&")
+
+
+def escape_md(text: str) -> str:
+    """Markdown text printing `text` literally (also inside a pipe-table cell)."""
+    flat = " ".join(text.split("\n"))
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in flat)
+
+
+def code_md(text: str) -> str:
+    """A Markdown code span: literal text, fenced by more backticks than it contains."""
+    flat = " ".join(text.split("\n"))
+    longest = max((len(m) for m in re.findall("`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def _missing(x: Any) -> bool:
+    if x is None:
+        return True
+    try:
+        return not math.isfinite(float(x))
+    except (TypeError, ValueError):
+        raise TypeError(f"expected a number, got {type(x).__name__}: {x!r}") from None
+
+
+# ---- plain number formats, shared by both outputs -------------------------------------------
+
+def _mantissa_exponent(x: float, sig: int) -> tuple[str, int]:
+    exponent = math.floor(math.log10(abs(x)))
+    mantissa = x / 10.0**exponent
+    text = f"{mantissa:.{sig - 1}f}"
+    if abs(float(text)) >= 10.0:  # 9.995 rounds up to 10.00
+        exponent += 1
+        text = f"{x / 10.0**exponent:.{sig - 1}f}"
+    return text, exponent
+
+
+def _fixed_sig(x: float, sig: int) -> str:
+    if x == 0:
+        return "0"
+    decimals = max(0, sig - 1 - math.floor(math.log10(abs(x))))
+    text = f"{x:.{decimals}f}"
+    return text
+
+
+def plain_sci(x: float, sig: int = 3) -> tuple[str, int | None]:
+    """(digits, exponent or None): fixed notation in [0.01, 10^4), else mantissa and exponent."""
+    x = float(x)
+    if x == 0 or 1e-2 <= abs(x) < 1e4:
+        return _fixed_sig(x, sig), None
+    return _mantissa_exponent(x, sig)
+
+
+def _decimals_of(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def plain_pm(mean: float, std: float | None, sig: int = 3) -> tuple[str, str | None, int | None]:
+    """(mean digits, std digits or None, shared exponent or None)."""
+    digits, exponent = plain_sci(mean, sig)
+    if std is None or _missing(std):
+        return digits, None, exponent
+    scale = 10.0 ** (exponent or 0)
+    decimals = _decimals_of(digits)
+    return digits, f"{float(std) / scale:.{decimals}f}", exponent
+
+
+_SUPER_OUT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+# ---- LaTeX filters ------------------------------------------------------------------------
+
+_TEX_NA = Tex("--")
+
+
+def _tex_signed(text: str) -> str:
+    return r"\textminus{}" + text[1:] if text.startswith("-") else text
+
+
+def _string(value: Any, kind: str) -> str:
+    if isinstance(value, (Tex, Md)):
+        raise TypeError(f"value escaped twice: {value!r}")
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here with the missing name
+    if not isinstance(value, str):
+        raise TypeError(f"{kind} filter takes strings, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def tex(value: str, breakable: bool = False) -> Tex:
+    return Tex(escape_tex(_string(value, "tex"), breakable=breakable))
+
+
+def tex_sci(x: float | None, sig: int = 3) -> Tex:
+    if _missing(x):
+        return _TEX_NA
+    digits, exponent = plain_sci(x, sig)
+    if exponent is None:
+        return Tex(_tex_signed(digits))
+    return Tex(rf"\ensuremath{{{digits}{{\times}}10^{{{exponent}}}}}")
+
+
+def tex_pm(stat: Mapping[str, Any] | None, sig: int = 3) -> Tex:
+    """mean +- std from a {"mean", "std"} mapping, std at the mean's exponent."""
+    if stat is None or _missing(stat.get("mean")):
+        return _TEX_NA
+    digits, spread, exponent = plain_pm(float(stat["mean"]), stat.get("std"), sig)
+    if spread is None:
+        return tex_sci(float(stat["mean"]), sig)
+    body = f"{digits} \\pm {spread}"
+    if exponent is None:
+        return Tex(rf"\ensuremath{{{body}}}")
+    return Tex(rf"\ensuremath{{({body}){{\times}}10^{{{exponent}}}}}")
+
+
+def tex_pm_pct(stat: Mapping[str, Any] | None, decimals: int = 2) -> Tex:
+    """mean +- std of a fraction, in percent (the unit goes in the column header)."""
+    if stat is None or _missing(stat.get("mean")):
+        return _TEX_NA
+    mean = _tex_signed(f"{100 * float(stat['mean']):.{decimals}f}")
+    std = stat.get("std")
+    if std is None or _missing(std):
+        return Tex(mean)
+    return Tex(mean + rf"\ensuremath{{\pm}}{100 * float(std):.{decimals}f}")
+
+
+def tex_pct(x: float | None, decimals: int = 2, unit: bool = True) -> Tex:
+    if _missing(x):
+        return _TEX_NA
+    text = _tex_signed(f"{100 * float(x):.{decimals}f}")
+    return Tex(text + (r"\,\%" if unit else ""))
+
+
+def tex_num(x: float | None, decimals: int = 2) -> Tex:
+    if _missing(x):
+        return _TEX_NA
+    return Tex(_tex_signed(f"{float(x):.{decimals}f}"))
+
+
+def tex_int(x: int | None) -> Tex:
+    if _missing(x):
+        return _TEX_NA
+    return Tex(_tex_signed(f"{int(x):,}").replace(",", "{,}"))
+
+
+def tex_ci(pair: Sequence[float] | None, decimals: int = 2) -> Tex:
+    if pair is None or len(pair) != 2 or any(_missing(v) for v in pair):
+        return _TEX_NA
+    lo, hi = (tex_num(v, decimals) for v in pair)
+    return Tex(f"[{lo}, {hi}]")
+
+
+# ---- Markdown filters ---------------------------------------------------------------------
+
+_MD_NA = Md("–")
+
+
+def md(value: str, code: bool = False) -> Md:
+    text = _string(value, "md")
+    return Md(code_md(text) if code else escape_md(text))
+
+
+def md_sci(x: float | None, sig: int = 3) -> Md:
+    if _missing(x):
+        return _MD_NA
+    digits, exponent = plain_sci(x, sig)
+    return Md(digits if exponent is None else f"{digits}×10{str(exponent).translate(_SUPER_OUT)}")
+
+
+def md_pm(stat: Mapping[str, Any] | None, sig: int = 3) -> Md:
+    if stat is None or _missing(stat.get("mean")):
+        return _MD_NA
+    digits, spread, exponent = plain_pm(float(stat["mean"]), stat.get("std"), sig)
+    if spread is None:
+        return md_sci(float(stat["mean"]), sig)
+    if exponent is None:
+        return Md(f"{digits} ± {spread}")
+    return Md(f"({digits} ± {spread})×10{str(exponent).translate(_SUPER_OUT)}")
+
+
+def md_pm_pct(stat: Mapping[str, Any] | None, decimals: int = 2) -> Md:
+    if stat is None or _missing(stat.get("mean")):
+        return _MD_NA
+    mean = f"{100 * float(stat['mean']):.{decimals}f}"
+    std = stat.get("std")
+    if std is None or _missing(std):
+        return Md(mean)
+    return Md(f"{mean} ± {100 * float(std):.{decimals}f}")
+
+
+def md_pct(x: float | None, decimals: int = 2, unit: bool = True) -> Md:
+    if _missing(x):
+        return _MD_NA
+    return Md(f"{100 * float(x):.{decimals}f}" + (" %" if unit else ""))
+
+
+def md_num(x: float | None, decimals: int = 2) -> Md:
+    if _missing(x):
+        return _MD_NA
+    return Md(f"{float(x):.{decimals}f}")
+
+
+def md_int(x: int | None) -> Md:
+    if _missing(x):
+        return _MD_NA
+    return Md(f"{int(x):,}")
+
+
+def md_ci(pair: Sequence[float] | None, decimals: int = 2) -> Md:
+    if pair is None or len(pair) != 2 or any(_missing(v) for v in pair):
+        return _MD_NA
+    return Md(f"[{md_num(pair[0], decimals)}, {md_num(pair[1], decimals)}]")
+
+
+# ---- shared text helpers (used by findings and the context) ---------------------------------
+
+def words_sci(x: float, sig: int = 3) -> str:
+    """Plain Unicode (for generated sentences): 1.23×10⁴."""
+    return str(md_sci(x, sig))
+
+
+def duration(seconds: float | None) -> str:
+    if _missing(seconds):
+        return "–"
+    s = float(seconds)
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def value_text(value: Any) -> str:
+    """A setting or hyperparameter as text: 0.001, (0.9, 0.999), true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(value_text(v) for v in value) + ")"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={value_text(v)}" for k, v in value.items())
+    return str(value)
+
+
+TEX_FILTERS: dict[str, Callable[..., Tex]] = {
+    "tex": tex,
+    "sci": tex_sci,
+    "pm": tex_pm,
+    "pmpct": tex_pm_pct,
+    "pct": tex_pct,
+    "num": tex_num,
+    "int": tex_int,
+    "ci": tex_ci,
+}
+MD_FILTERS: dict[str, Callable[..., Md]] = {
+    "md": md,
+    "sci": md_sci,
+    "pm": md_pm,
+    "pmpct": md_pm_pct,
+    "pct": md_pct,
+    "num": md_num,
+    "int": md_int,
+    "ci": md_ci,
+}

@@ -1,0 +1,86 @@
+"""Build the PDF with latexmk, reproducibly, without touching the output until it succeeds.
+
+latexmk runs pdflatex in a private temporary directory holding report.tex and copies of the
+figure PDFs (so no path, however odd, reaches TeX); the PDF is then written into place
+atomically. Byte-identical rebuilds: SOURCE_DATE_EPOCH with FORCE_SOURCE_DATE=1 pins every
+date pdfTeX would take from the clock, and the template sets \\pdfinfoomitdate=1,
+\\pdftrailerid{} and \\pdfsuppressptexinfo=-1 (no dates, no random /ID, no temp-dir file
+names of included figures).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from minima.io import MinimaError, write_bytes, write_text
+
+TOOLS = ("latexmk", "pdflatex")
+INSTALL_HINT = (
+    "apt-get install latexmk texlive-latex-base texlive-latex-recommended "
+    "texlive-fonts-recommended texlive-latex-extra, then make report"
+)
+LATEXMK = ("latexmk", "-norc", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error")
+TIMEOUT_S = 300
+SOURCE_DATE_EPOCH = "0"
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+def missing_message(markdown: Path) -> str:
+    return (
+        f"wrote {markdown}; no PDF because {' and '.join(missing_tools()) or 'LaTeX'} "
+        f"is not installed: {INSTALL_HINT}"
+    )
+
+
+def _first_error(log: str) -> str:
+    """The first TeX error line (file:line: message or ! message) of a log."""
+    for line in log.splitlines():
+        if line.startswith("!") or re.match(r"^\S+\.tex:\d+: ", line):
+            return line.strip()
+    return "see the log"
+
+
+def build_pdf(tex_source: str, figure_pdfs: Iterable[Path], out_pdf: Path) -> Path:
+    """Compile tex_source (which includes figures/<name>.pdf) to out_pdf; MinimaError on failure."""
+    out_pdf = Path(out_pdf)
+    with tempfile.TemporaryDirectory(prefix="minima-report-") as tmp:
+        work = Path(tmp)
+        (work / "figures").mkdir()
+        for fig in figure_pdfs:
+            shutil.copyfile(fig, work / "figures" / Path(fig).name)
+        (work / "report.tex").write_text(tex_source)
+        env = {
+            **os.environ,
+            "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+            "FORCE_SOURCE_DATE": "1",
+            "TEXMFOUTPUT": str(work),
+        }
+        try:
+            proc = subprocess.run(
+                [*LATEXMK, "report.tex"],
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise MinimaError(f"latexmk did not finish within {TIMEOUT_S} s") from exc
+        log_file = work / "report.log"
+        log = log_file.read_text(errors="replace") if log_file.exists() else proc.stdout + proc.stderr
+        built = work / "report.pdf"
+        if proc.returncode != 0 or not built.is_file():
+            kept = write_text(out_pdf.with_suffix(".log"), log)
+            raise MinimaError(f"LaTeX failed: {_first_error(log)} (full log: {kept})")
+        out_pdf.with_suffix(".log").unlink(missing_ok=True)
+        return write_bytes(out_pdf, built.read_bytes())

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from minima.curvature.hvp import HessianOperator
+from minima.objective import flatten, params_of
+
+
+def _operand(p: int, k: int | None, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(p, generator=g, dtype=torch.float64) if k is None else torch.randn(p, k, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("linearize", [False, True])
+def test_single_product_equals_dense_hessian(problem, linearize):
+    op = HessianOperator(problem.model, problem.x, problem.y, linearize=linearize)
+    v = _operand(op.shape[0], None)
+    torch.testing.assert_close(op @ v, problem.hessian @ v, rtol=1e-10, atol=1e-12)
+    assert op.n_matvec == 1
+
+
+@pytest.mark.parametrize("block_size,linearize", [(1, False), (3, False), (8, False), (1, True)])
+def test_block_product_equals_dense_hessian(problem, block_size, linearize):
+    op = HessianOperator(problem.model, problem.x, problem.y, block_size=block_size, linearize=linearize)
+    v = _operand(op.shape[0], 7)
+    torch.testing.assert_close(op @ v, problem.hessian @ v, rtol=1e-10, atol=1e-12)
+    assert op.n_matvec == 7
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 13])
+def test_chunked_equals_unchunked(problem, chunk_size):
+    # uneven last chunks check the size-weighted mean of chunk means
+    whole = HessianOperator(problem.model, problem.x, problem.y, chunk_size=10_000)
+    chunked = HessianOperator(problem.model, problem.x, problem.y, chunk_size=chunk_size, block_size=2)
+    v = _operand(whole.shape[0], 3)
+    torch.testing.assert_close(chunked @ v, whole @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_quadratic_with_known_hessian():
+    # logits = W x with one sample: CE Hessian in W is (diag(p) - p p^T) kron x x^T
+    model = torch.nn.Linear(3, 4, bias=False).double()
+    model.weight.data = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    y = torch.tensor([2])
+    p = torch.softmax(model(x), dim=-1)[0].detach()
+    expected = torch.kron(torch.diag(p) - torch.outer(p, p), torch.outer(x[0], x[0]))
+    op = HessianOperator(model, x, y)
+    eye = torch.eye(12, dtype=torch.float64)
+    torch.testing.assert_close(op @ eye, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_given_params_override_the_model(mlp):
+    shifted = {k: v + 0.1 for k, v in params_of(mlp.model).items()}
+    op_model = HessianOperator(mlp.model, mlp.x, mlp.y)
+    op_shift = HessianOperator(mlp.model, mlp.x, mlp.y, shifted)
+    v = _operand(op_model.shape[0], None)
+    assert not torch.allclose(op_model @ v, op_shift @ v)
+
+
+def test_model_is_not_mutated(cnn):
+    cnn.model.train()
+    before = {k: v.clone() for k, v in cnn.model.state_dict().items()}
+    op = HessianOperator(cnn.model, cnn.x, cnn.y, linearize=True)
+    op @ _operand(op.shape[0], 2)
+    assert cnn.model.training
+    assert all(p.grad is None for p in cnn.model.parameters())
+    for k, v in cnn.model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_operand_is_not_mutated(mlp):
+    op = HessianOperator(mlp.model, mlp.x, mlp.y)
+    v = _operand(op.shape[0], 4)
+    copy = v.clone()
+    op @ v
+    assert torch.equal(v, copy)
+
+
+def test_shape_dtype_device_and_errors(mlp):
+    op = HessianOperator(mlp.model, mlp.x, mlp.y)
+    p = flatten(params_of(mlp.model)).numel()
+    assert op.shape == (p, p)
+    assert op.dtype == torch.float64 and op.device.type == "cpu"
+    with pytest.raises(ValueError, match="operand"):
+        op @ torch.zeros(p + 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="chunk_size"):
+        HessianOperator(mlp.model, mlp.x, mlp.y, chunk_size=0)

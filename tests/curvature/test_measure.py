@@ -1,0 +1,71 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from minima.curvature import CurvatureSettings, measure
+
+SMALL = CurvatureSettings(top_k=3, tol=1e-6, max_iter=47, trace_probes=20, density_probes=2, density_steps=10,
+                          density_points=100, chunk_size=7, seed=3)
+
+
+@pytest.fixture(scope="module")
+def measured(request):
+    cnn = request.getfixturevalue("cnn")
+    cnn.model.train()
+    before = {k: v.clone() for k, v in cnn.model.state_dict().items()}
+    x_before = cnn.x.clone()
+    result = measure(cnn.model, cnn.x, cnn.y, SMALL, device="cpu", dtype=torch.float64)
+    assert cnn.model.training and torch.equal(cnn.x, x_before)
+    assert all(torch.equal(v, before[k]) for k, v in cnn.model.state_dict().items())
+    return cnn, result
+
+
+def test_values_match_the_dense_hessian(measured):
+    cnn, r = measured
+    exact = torch.linalg.eigvalsh(cnn.hessian)
+    torch.testing.assert_close(torch.tensor(r.top_eigenvalues, dtype=torch.float64), exact.flip(0)[:3], rtol=1e-5, atol=1e-8)
+    assert r.min_eigenvalue == pytest.approx(float(exact[0]), rel=1e-5)
+    assert abs(r.trace.mean - float(torch.trace(cnn.hessian))) <= 4 * r.trace.stderr + 1e-9
+    assert r.vectors.shape == (cnn.hessian.shape[0], 3)
+    assert r.n_samples == len(cnn.y)
+    assert r.n_hvp == r.top.n_matvec + r.trace.n_matvec + r.density.n_matvec
+
+
+def test_json_has_the_contract_keys_and_is_json_safe(measured):
+    _, r = measured
+    d = r.to_json()
+    for key in ("top_eigenvalues", "min_eigenvalue", "trace", "gradient_norm", "n_samples", "density", "eigen", "n_hvp", "seconds"):
+        assert key in d
+    assert set(d["trace"]) >= {"mean", "stderr", "n_probes", "method"}
+    assert set(d["density"]) >= {"grid", "values", "sigma", "n_probes", "n_steps"}
+    assert set(d["eigen"]) >= {"residuals", "converged", "reason", "tol"}
+    assert set(d["seconds"]) >= {"gradient", "eigen", "trace", "density", "total"}
+    assert d["top_eigenvalues"] == sorted(d["top_eigenvalues"], reverse=True)
+    json.dumps(d, allow_nan=False)  # raises on NaN/inf or tensors
+    assert d["settings"]["seed"] == 3
+
+
+def test_same_seed_same_numbers(cnn, measured):
+    _, r = measured
+    again = measure(cnn.model, cnn.x, cnn.y, SMALL, device="cpu", dtype=torch.float64)
+    assert again.top_eigenvalues == r.top_eigenvalues and again.trace.mean == r.trace.mean
+
+
+@pytest.mark.parametrize("field,value", [
+    ("n_samples", -1), ("top_k", 0), ("tol", 0.0), ("tol", 1.5), ("max_iter", 2), ("trace_probes", 1),
+    ("density_probes", 0), ("density_steps", 1), ("density_points", 3), ("density_sigma", -0.1),
+    ("chunk_size", 0), ("seed", -1), ("top_k", 2.5), ("trace_probes", True), ("tol", float("nan")),
+])
+def test_settings_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        dataclasses.replace(CurvatureSettings(top_k=3), **{field: value})
+
+
+def test_settings_defaults():
+    s = CurvatureSettings()
+    assert (s.n_samples, s.top_k, s.tol, s.max_iter, s.trace_probes) == (2000, 5, 1e-3, 100, 100)
+    assert (s.density_probes, s.density_steps, s.density_points, s.density_sigma, s.chunk_size, s.seed) == (5, 60, 500, 0.0, 5000, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.top_k = 3

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from minima.curvature.hvp import HessianOperator
+from minima.curvature.lanczos import lanczos
+from minima.curvature.trace import deflated_hutchinson, hutch_plus_plus, hutchinson, rademacher
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_rademacher_entries_are_signs():
+    z = rademacher(1000, 3, _gen(), torch.float64, "cpu")
+    assert set(z.unique().tolist()) == {-1.0, 1.0}
+    assert abs(float(z.mean())) < 0.1
+
+
+@pytest.mark.parametrize("estimator", ["hutchinson", "hutch++"])
+def test_converges_to_the_exact_trace_as_probes_grow(problem, estimator):
+    exact = float(torch.trace(problem.hessian))
+    errors, stderrs = [], []
+    for n in (12, 48, 192):
+        if estimator == "hutchinson":
+            r = hutchinson(problem.hessian, n, generator=_gen(n))
+        else:
+            r = hutch_plus_plus(problem.hessian, n, generator=_gen(n))
+        assert r.n_matvec == n
+        errors.append(abs(r.mean - exact))
+        stderrs.append(r.stderr)
+        assert abs(r.mean - exact) <= 4 * r.stderr + 1e-9
+    assert stderrs[2] < stderrs[0]
+    assert errors[2] < errors[0]
+
+
+def test_hutchinson_on_the_hvp_operator(cnn):
+    op = HessianOperator(cnn.model, cnn.x, cnn.y)
+    r = hutchinson(op, 64, generator=_gen())
+    assert r.n_probes == 64 and op.n_matvec == 64
+    assert abs(r.mean - float(torch.trace(cnn.hessian))) <= 4 * r.stderr
+
+
+def test_stderr_matches_the_spread_of_repeated_runs(symmetric):
+    h = symmetric(torch.linspace(-1, 3, 60), 1)
+    runs = [hutchinson(h, 30, generator=_gen(s)) for s in range(200)]
+    spread = torch.tensor([r.mean for r in runs], dtype=torch.float64).std()
+    mean_stderr = sum(r.stderr for r in runs) / len(runs)
+    assert mean_stderr == pytest.approx(float(spread), rel=0.2)
+
+
+def test_hutch_plus_plus_is_exact_on_low_rank(symmetric):
+    # rank 5 < sketch of 10: Q spans the range, the deflated remainder is zero
+    spectrum = torch.cat([torch.tensor([9.0, 4.0, -3.0, 2.0, 1.0]), torch.zeros(45)])
+    r = hutch_plus_plus(symmetric(spectrum, 2), 30, generator=_gen())
+    assert r.mean == pytest.approx(13.0, abs=1e-9)
+    assert r.stderr < 1e-9
+    assert r.n_matvec == 30 and r.n_probes == 10 and r.method.startswith("hutch++")
+
+
+def test_deflation_by_a_lanczos_basis_is_unbiased_and_sharper(symmetric):
+    spectrum = torch.cat([torch.tensor([50.0, 30.0, 20.0]), torch.linspace(-0.5, 1.0, 197)])
+    h = symmetric(spectrum, 3)
+    run = lanczos(h, 3, tol=1e-6, generator=_gen(1), bottom=False)
+    plain = hutchinson(h, 40, generator=_gen(2))
+    deflated = deflated_hutchinson(h, run.basis, float(run.alphas.sum()), 40, generator=_gen(2))
+    exact = float(spectrum.sum())
+    assert abs(deflated.mean - exact) <= 4 * deflated.stderr
+    assert deflated.stderr < plain.stderr / 5
+
+
+def test_full_basis_gives_the_exact_trace(symmetric):
+    h = symmetric(torch.linspace(-2, 2, 12), 4)
+    q = torch.eye(12, dtype=torch.float64)
+    r = deflated_hutchinson(h, q, float(torch.trace(h)), 4, generator=_gen())
+    assert r.mean == pytest.approx(float(torch.trace(h)), abs=1e-12) and r.stderr == 0.0
+
+
+def test_target_stderr_stops_early(symmetric):
+    h = symmetric(torch.linspace(0, 1, 40), 5)
+    r = hutchinson(h, 1000, generator=_gen(), target_stderr=0.5, block=4)
+    assert r.n_probes < 1000 and r.stderr <= 0.5 and "target" in r.reason
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="n_probes"):
+        hutchinson(torch.eye(3), 1, generator=_gen())
+    with pytest.raises(ValueError, match="n_matvec"):
+        hutch_plus_plus(torch.eye(3), 3, generator=_gen())
+    assert math.isfinite(hutchinson(torch.eye(3, dtype=torch.float64), 2, generator=_gen()).stderr)

@@ -1,0 +1,100 @@
+import math
+
+import jinja2
+import pytest
+
+from report import formats
+from report.formats import Md, Tex
+from report.render import md_environment, tex_environment
+
+HOSTILE = "a_b%c&d#e$f{g}h~i^j\\k"
+
+
+def test_escape_tex_every_special_character():
+    assert formats.escape_tex(HOSTILE) == (
+        r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
+    )
+
+
+def test_escape_tex_unicode_and_superscripts():
+    assert formats.escape_tex("τ = 0.5 ± 0.1") == r"\ensuremath{\tau} = 0.5 \ensuremath{\pm} 0.1"
+    assert formats.escape_tex("1.2×10⁻³") == r"1.2\ensuremath{\times}10\ensuremath{^{-3}}"
+    assert formats.escape_tex("é") == "é"  # T1 fonts have Latin-1 letters
+    assert formats.escape_tex("中\U0001f600") == "??"  # would stop pdflatex
+
+
+def test_escape_tex_breakable_and_dashes():
+    assert formats.escape_tex("--x") == "-{}-{}x"  # no en-dash ligature in commands
+    assert formats.escape_tex("a/b", breakable=True) == r"a/\allowbreak{}b"
+
+
+def test_tex_filter_escapes_exactly_once():
+    once = formats.tex("50%")
+    assert once == r"50\%" and isinstance(once, Tex)
+    with pytest.raises(TypeError, match="escaped twice"):
+        formats.tex(once)
+    with pytest.raises(TypeError, match="strings"):
+        formats.tex(3.0)
+
+
+def test_escape_md():
+    assert formats.escape_md("a_b*c|d") == r"a\_b\*c\|d"
+    assert formats.code_md("x`y") == "``x`y``"
+    assert formats.code_md("`x") == "`` `x ``"
+
+
+def test_sci_switches_notation():
+    assert formats.plain_sci(123.456) == ("123", None)
+    assert formats.plain_sci(0.012345) == ("0.0123", None)
+    assert formats.plain_sci(12345.0) == ("1.23", 4)
+    assert formats.plain_sci(-0.00099999) == ("-1.00", -3)  # rounds up into the next decade
+    assert formats.plain_sci(0.0) == ("0", None)
+    assert formats.tex_sci(2.5e-5) == r"\ensuremath{2.50{\times}10^{-5}}"
+    assert formats.md_sci(2.5e-5) == "2.50×10⁻⁵"
+    assert formats.tex_sci(-1.5) == r"\textminus{}1.50"
+
+
+def test_pm_shares_the_mean_exponent():
+    stat = {"mean": 12345.0, "std": 678.0}
+    assert formats.md_pm(stat) == "(1.23 ± 0.07)×10⁴"
+    assert formats.tex_pm(stat) == r"\ensuremath{(1.23 \pm 0.07){\times}10^{4}}"
+    assert formats.md_pm({"mean": 0.5, "std": None}) == "0.500"
+    assert formats.md_pm_pct({"mean": 0.98765, "std": 0.0012}) == "98.77 ± 0.12"
+
+
+def test_missing_values_print_a_dash():
+    for value in (None, math.nan, math.inf):
+        assert formats.tex_sci(value) == "--"
+        assert formats.md_pct(value) == "–"
+    assert formats.tex_ci(None) == "--"
+    assert formats.md_pm(None) == "–"
+
+
+def test_pct_int_ci():
+    assert formats.tex_pct(0.98765) == r"98.77\,\%"
+    assert formats.md_pct(0.98765, 1, False) == "98.8"
+    assert formats.tex_int(60000) == "60{,}000"
+    assert formats.md_ci((-0.1234, 0.5)) == "[-0.12, 0.50]"
+    assert formats.tex_ci((-0.1234, 0.5)) == r"[\textminus{}0.12, 0.50]"
+
+
+def test_templates_refuse_unfiltered_values():
+    tex = tex_environment()
+    assert tex.from_string("((( x|tex )))").render(x=HOSTILE) == formats.escape_tex(HOSTILE)
+    for source, value in (("((( x )))", "a_b"), ("((( x )))", 1.5), ("((( x|tex|tex )))", "a")):
+        with pytest.raises(TypeError):
+            tex.from_string(source).render(x=value)
+    with pytest.raises(jinja2.UndefinedError):
+        tex.from_string("((( y|tex )))").render()
+    md = md_environment()
+    assert md.from_string("{{ x|md }} {{ n|pct }}").render(x="a_b", n=0.5) == r"a\_b 50.00 %"
+    with pytest.raises(TypeError):
+        md.from_string("{{ x }}").render(x="plain")
+
+
+def test_value_text():
+    assert formats.value_text([0.9, 0.999]) == "(0.9, 0.999)"
+    assert formats.value_text(True) == "true"
+    assert formats.value_text(1e-8) == "1e-08"
+    assert formats.duration(30.0) == "30.0 s" and formats.duration(600.0) == "10.0 min"
+    assert isinstance(formats.md("x"), Md)

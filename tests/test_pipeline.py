@@ -1,0 +1,118 @@
+"""End to end: the tiny profile through `make all` to the PDF and the Markdown, then a no-op rerun,
+then `make report` alone; plus the CLI's handling of bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from minima.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+HAVE_VENV = (REPO / ".stamps" / "venv").exists()
+
+
+def _make(root: Path, *targets: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-C", str(REPO), *targets, "PROFILE=tiny", f"ROOT={root}"],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    root = tmp_path_factory.mktemp("study")
+    started = time.perf_counter()
+    result = _make(root, "all")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root, time.perf_counter() - started
+
+
+def test_make_all_writes_the_report_and_summary(built):
+    root, _ = built
+    build = root / "build"
+    summary = json.loads((build / "summary.json").read_text())
+    for key in ("profile", "git_commit", "created_by", "runs", "dinh", "correlations"):
+        assert key in summary
+    assert summary["profile"] == "tiny" and len(summary["runs"]) == 6
+    run = summary["runs"][0]
+    for key in ("run", "dataset", "model", "optimizer", "seed", "status", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "curvature", "sharpness"):
+        assert key in run
+    curvature = run["curvature"]
+    assert curvature["top_eigenvalues"] == sorted(curvature["top_eigenvalues"], reverse=True)
+    assert {"mean", "stderr"} <= set(curvature["trace"])
+    assert 0.0 <= run["test_accuracy"] <= 1.0
+    assert len(summary["dinh"]) == 3 and {"scale", "top_eigenvalue", "trace", "test_accuracy"} <= set(summary["dinh"][0])
+    assert (build / "report.md").stat().st_size > 1000
+    if shutil.which("pdftotext") and shutil.which("latexmk"):
+        text = subprocess.run(["pdftotext", str(build / "report.pdf"), "-"], capture_output=True, text=True).stdout
+        assert "tiny" in text
+    runs_dir = root / "runs" / run["run"]
+    for name in ("config.json", "metrics.json", "model.pt", "curvature.json", "sharpness.json", "landscape.json"):
+        assert (runs_dir / name).exists(), name
+    assert "indices" in json.loads((runs_dir / "curvature.json").read_text())
+
+
+def test_second_make_all_is_a_no_op(built):
+    root, _ = built
+    before = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*.json")}
+    started = time.perf_counter()
+    result = _make(root, "all")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "0 pending" in result.stdout
+    assert elapsed < 30, f"no-op make all took {elapsed:.1f} s"
+    after = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*.json")}
+    assert before == after
+
+
+def test_make_report_alone_rerenders(built):
+    root, _ = built
+    (root / "build" / "report.md").unlink()
+    result = _make(root, "report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (root / "build" / "report.md").exists()
+
+
+def test_make_report_lists_missing_results(tmp_path):
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    result = _make(tmp_path, "report")
+    assert result.returncode != 0
+    assert "missing results" in result.stderr and "model.pt" in result.stderr
+
+
+def test_cli_bad_profile_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["plan", "--profile", "nonexistent", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("minima: error: unknown profile") and "\n" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_unknown_optimizer_fails_before_any_work(tmp_path, capsys):
+    profile = tmp_path / "bad.toml"
+    profile.write_text('seeds = [0]\noptimizers = ["sgd", "lbfgs"]\ninterpolate = []\n[train]\nepochs = 1\n')
+    assert main(["plan", "--profile", str(profile), "--root", str(tmp_path / "root")]) == 2
+    assert "lbfgs" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
+
+
+def test_cli_unwritable_root_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["data", "--profile", "tiny", "--root", str(blocker)]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_cli_help_lists_every_stage():
+    result = subprocess.run([sys.executable, "-m", "minima", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    for stage in ("data", "plan", "train", "curvature", "sharpness", "landscape", "study", "summarize", "bench"):
+        assert stage in result.stdout
