@@ -11,6 +11,8 @@ ROOT ?= .
 export MINIMA_ROOT := $(abspath $(ROOT))
 BUILD := $(MINIMA_ROOT)/build
 MINIMA := $(PY) -m minima
+# Runs are independent processes: by default one per core (each then uses one thread).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 CREATED_BY := make $(MAKECMDGOALS) PROFILE=$(PROFILE)
 TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra poppler-utils
 
@@ -18,7 +20,7 @@ TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fon
 
 all: setup
 	$(MINIMA) plan --profile $(PROFILE) --makefile $(BUILD)/plan.mk
-	$(MAKE) --no-print-directory -f $(BUILD)/plan.mk MINIMA="$(MINIMA)" all-runs
+	$(MAKE) --no-print-directory -j$(JOBS) -f $(BUILD)/plan.mk MINIMA="$(MINIMA)" all-runs
 	$(MAKE) --no-print-directory report PROFILE=$(PROFILE) CREATED_BY="$(CREATED_BY)"
 
 # Re-render from cached results only: never trains; lists missing results if any.
@@ -66,7 +68,7 @@ help:
 	@echo "make report      re-render the report from cached results (never trains)"
 	@echo "make test        run the test suite"
 	@echo "make bench       curvature and training benchmarks -> build/bench.{json,md}"
-	@echo "make -j N all    train independent runs in parallel"
+	@echo "make all JOBS=N  run N independent runs at once (default: one per core)"
 
 clean:
 	rm -rf build

@@ -11,6 +11,10 @@ from typing import Any, Callable
 import torch
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class MinimaError(Exception):
     """An error the user can fix; the CLI prints its message on one line and exits 2."""
 
@@ -25,6 +29,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
         raise MinimaError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

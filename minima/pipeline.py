@@ -153,7 +153,11 @@ ANALYSES = (
 
 
 def _analysis_settings(ctx: Context, kind: str) -> dict:
-    return to_table(getattr(ctx.profile, kind))
+    settings = to_table(getattr(ctx.profile, kind))
+    if kind == "landscape":
+        # The landscape slices along the top eigenvectors: new curvature settings, new landscape.
+        settings["curvature"] = to_table(ctx.profile.curvature)
+    return settings
 
 
 def run_is_current(ctx: Context, run: RunConfig) -> bool:

@@ -117,18 +117,19 @@ _ROWWISE: dict[Statistic, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     kendall_tau: _kendall_tau_rows,
     spearman: _spearman_rows,
 }
-_ROW_BLOCK = 256  # resamples per vectorized block: bounds memory at 256 * n^2 signs
+_ROWWISE_MAX_N = 150  # beyond this, scipy's O(n log n) tau per resample beats O(n^2) signs
+_BLOCK_ELEMENTS = 2**22  # resamples x n^2 sign entries per vectorized block (~32 MB per array)
 
 
 def _resampled_statistics(
     x: np.ndarray, y: np.ndarray, statistic: Statistic, index: np.ndarray
 ) -> np.ndarray:
     rowwise = _ROWWISE.get(statistic)
-    if rowwise is None:
+    if rowwise is None or x.size > _ROWWISE_MAX_N:
         return np.array([statistic(x[i], y[i]) for i in index], dtype=np.float64)
+    rows = max(1, _BLOCK_ELEMENTS // (x.size * x.size))
     blocks = [
-        rowwise(x[index[s : s + _ROW_BLOCK]], y[index[s : s + _ROW_BLOCK]])
-        for s in range(0, len(index), _ROW_BLOCK)
+        rowwise(x[index[s : s + rows]], y[index[s : s + rows]]) for s in range(0, len(index), rows)
     ]
     return np.concatenate(blocks)
 

@@ -40,6 +40,7 @@ from report.findings import (
 TEXTWIDTH = 6.3  # inches: the LaTeX template's \textwidth
 PNG_DPI = 150
 DECADE = 10.0
+FEW_EPOCHS = 10
 
 RC = {
     "font.family": "DejaVu Sans",
@@ -106,11 +107,13 @@ def _grid(n: int, ncols: int, height: float, width: float = TEXTWIDTH, **kw: Any
     return fig, axes[:n]
 
 
-def _legend(fig: Figure, summary: Mapping[str, Any], names: Sequence[str], *, marker: bool = False) -> None:
+def _legend(
+    fig: Figure, summary: Mapping[str, Any], names: Sequence[str], *, marker: bool = False, line: bool = True
+) -> None:
     styles = _styles(summary)
     handles = [
         Line2D([], [], color=styles[n][0], marker=styles[n][1] if marker else None,
-               linestyle="none" if marker else "-", label=_label(n))
+               linestyle="-" if line else "none", label=_label(n))
         for n in names
     ]
     fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6))
@@ -140,17 +143,24 @@ def _mean_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _curves(ax, summary: Mapping[str, Any], key: str, scale: float = 1.0) -> None:
     styles = _styles(summary)
+    all_epochs: set[float] = set()
     for opt in optimizers_of(summary):
         runs = [r for r in ok_runs(summary) if r["optimizer"] == opt]
         epochs, values = _history_matrix(runs, key)
         if not np.isfinite(values).any():
             continue
+        all_epochs.update(epochs.tolist())
         mean, lo, hi = _mean_band(values * scale)
-        colour = styles[opt][0]
-        ax.plot(epochs, mean, color=colour, label=_label(opt))
+        colour, marker = styles[opt]
+        # A short history (one epoch in a test profile) is only visible as points.
+        ax.plot(epochs, mean, color=colour, label=_label(opt),
+                marker=marker if len(epochs) <= FEW_EPOCHS else None, markersize=3)
         ax.fill_between(epochs, lo, hi, color=colour, alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if 0 < len(all_epochs) <= FEW_EPOCHS:
+        ax.set_xticks(sorted(all_epochs))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _positive(values: Sequence[float]) -> bool:
@@ -206,6 +216,10 @@ def _has_history(summary: Mapping[str, Any], key: str) -> bool:
 
 # ---- figures -------------------------------------------------------------------------------
 
+def _few_epochs(summary: Mapping[str, Any]) -> bool:
+    return len(_history_matrix(ok_runs(summary), "epoch")[0]) <= FEW_EPOCHS
+
+
 def training_curves(summary: Mapping[str, Any]) -> Figure:
     fig = Figure(figsize=(TEXTWIDTH, 2.4))
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -214,7 +228,7 @@ def training_curves(summary: Mapping[str, Any]) -> Figure:
     loss_ax.set_ylabel("training loss")
     _curves(acc_ax, summary, "test_accuracy", scale=100.0)
     acc_ax.set_ylabel("test accuracy (%)")
-    _legend(fig, summary, optimizers_of(summary))
+    _legend(fig, summary, optimizers_of(summary), marker=_few_epochs(summary))
     return fig
 
 
@@ -224,7 +238,7 @@ def gradient_norms(summary: Mapping[str, Any]) -> Figure:
     _curves(ax, summary, "gradient_norm")
     _auto_log(ax)
     ax.set_ylabel(r"gradient norm $\|\nabla L\|$")
-    _legend(fig, summary, optimizers_of(summary))
+    _legend(fig, summary, optimizers_of(summary), marker=_few_epochs(summary))
     return fig
 
 
@@ -440,7 +454,7 @@ def correlation_scatter(summary: Mapping[str, Any]) -> Figure:
         ax.set_title(_qlabel(summary, measure) + "\n" + _tau_title(row))
         if i % 4 == 0:
             ax.set_ylabel("gap (pp)")
-    _legend(fig, summary, optimizers_of(summary), marker=True)
+    _legend(fig, summary, optimizers_of(summary), marker=True, line=False)
     return fig
 
 

@@ -124,7 +124,8 @@ def _subset_text(summary: Mapping[str, Any], stage: str) -> str:
 
 def data_descriptions(summary: Mapping[str, Any]) -> dict[str, str]:
     n_test = get_path(summary, "data", "n_test")
-    test = f"the {_dataset(summary)} test set" + (f" ({n_test:,} images)" if isinstance(n_test, int) else "")
+    size = f"{n_test:,}-image " if isinstance(n_test, int) else ""
+    test = f"the {size}{_dataset(summary)} test set"
     return {
         "test": test,
         "curvature": _subset_text(summary, "curvature"),

@@ -21,15 +21,6 @@ from minima.objective import evaluate, flatten, frozen_copy, num_params, params_
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches run fastest on one thread, and far faster than two threads contending for
-    a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def quadratic_evaluator(hessian: torch.Tensor, c: float = 0.0):
     return lambda p: (float(0.5 * flatten(p) @ hessian @ flatten(p)) + c, 1.0)

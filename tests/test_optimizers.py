@@ -13,15 +13,6 @@ from minima.optimizers import OptimizerConfig
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # problems this small only pay for threading: on a busy 2-core box, OpenMP spinning made
-    # these tests several times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ---- config ------------------------------------------------------------------------------
 

@@ -116,3 +116,17 @@ def test_cli_help_lists_every_stage():
     assert result.returncode == 0
     for stage in ("data", "plan", "train", "curvature", "sharpness", "landscape", "study", "summarize", "bench"):
         assert stage in result.stdout
+
+
+def test_corrupt_checkpoint_is_a_clear_error(built, tmp_path, capsys):
+    root, _ = built
+    copy = tmp_path / "root"
+    shutil.copytree(root / "runs", copy / "runs")
+    shutil.copytree(root / "data", copy / "data")
+    run = sorted(p for p in (copy / "runs").iterdir() if (p / "model.pt").exists())[0]
+    (run / "model.pt").write_bytes(b"not a checkpoint")
+    before = (run / "curvature.json").read_bytes()
+    assert main(["curvature", "--profile", "tiny", "--root", str(copy), "--run", run.name, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt checkpoint" in err and run.name in err
+    assert (run / "curvature.json").read_bytes() == before

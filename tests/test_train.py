@@ -14,15 +14,6 @@ from minima.train import TrainJob, TrainSettings
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # problems this small only pay for threading: on a busy 2-core box, OpenMP spinning made
-    # these tests several times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 CONFIGS = {
     "sgd": OptimizerConfig("sgd", lr=0.05),
     "sgd_momentum": OptimizerConfig("sgd_momentum", lr=0.02),

@@ -11,7 +11,11 @@ eigenpair T_m s = theta s, the Ritz pair (theta, Q_m s) has the residual norm
     || H Q_m s - theta Q_m s || = |beta_m s_m|        (s_m: last entry of s),
 
 and some eigenvalue of H lies within that distance of theta (Parlett, thm 4.5.1). We stop
-when every wanted Ritz value satisfies |beta_m s_m| / |theta| <= tol ("relative residual").
+when every wanted Ritz value satisfies |beta_m s_m| / |theta| <= tol ("relative residual",
+a bound on the relative error). Below the working precision (eps ||H||) the products' own
+rounding dominates, so residuals are floored there. As for any single-vector Krylov method, a
+second copy of a repeated eigenvalue, or one nearly orthogonal to the start vector, may
+still be missing when the wanted Ritz values have converged.
 Each new vector is orthogonalized against all previous ones twice (classical Gram-Schmidt,
 "twice is enough"), so Q_m stays orthonormal to rounding and no spurious copies of converged
 eigenvalues appear. If beta_j vanishes, the Krylov space is invariant; we continue from a
@@ -29,7 +33,6 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
-
 
 
 def breakdown_threshold(dtype: torch.dtype) -> float:
@@ -194,7 +197,7 @@ def lanczos(
     m = len(alphas)
     used = basis[:, :m]
     n_matvec = op.n_matvec - start_matvec if start_matvec is not None else m
-    exhausted = "invariant subspace" if m == n else "max_iter reached"
+    exhausted = "full dimension reached" if m == n else "max_iter reached"
     common = dict(theta=theta, s=s, residuals=residuals, basis=used, n_matvec=n_matvec, n_steps=m, tol=tol, exhausted=exhausted)
     return LanczosRun(
         top=_pairs(list(range(m - 1, m - 1 - k, -1)), **common),

@@ -23,6 +23,14 @@ dominate ||H||_F (Papyan 2020; Ghorbani et al. 2019), so removing them cuts the 
   Krylov-sketch variant of Hutch++ (Chen & Hallman 2023, "Krylov-aware stochastic trace
   estimation"; Persson, Cortinovis & Kressner 2022).
 
+Measured on LeNet-5 (modern, float32, at a trained point), equal budgets of 100 products:
+2k samples, top eigenvalue 2.23: standard error 0.22 (Hutchinson), 0.11 (Hutch++), 0.072
+(Lanczos basis of 26 steps + 74 probes); 256 samples, six repeats each: 0.20, 0.048, 0.029,
+and the spread of the six estimates (0.23, 0.049, 0.028) matched the reported errors. Hutch++
+beats Hutchinson about 2-4x in standard error at equal cost, and the Lanczos deflation beats
+both, so production (`measure`) deflates by the eigenvalue run's basis and spends all
+`trace_probes` on probes.
+
 Standard error of a deflated estimate: given Q, tr(Q^T H Q) is exact and the probe part is an
 unbiased mean of i.i.d. samples, so its sample standard error is the error bar of the whole
 estimate (conditional on Q, for every Q, hence also unconditionally unbiased).

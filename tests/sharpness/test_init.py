@@ -16,15 +16,6 @@ FAST = SharpnessSettings(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches run fastest on one thread, and far faster than two threads contending for
-    a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def lenet():
