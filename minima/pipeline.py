@@ -204,7 +204,8 @@ def _subset(ctx: Context, n_samples: int, seed: int) -> tuple[torch.Tensor, torc
 
 
 def _record(settings: dict, model_sha: str, indices: list[int] | None, seconds: float, values: dict) -> dict:
-    record = {"settings": settings, "model_sha256": model_sha, "n_samples_total": None, **values, "stage_seconds": seconds}
+    # The stage's own keys come last: a result's own "settings" must not mask what decides currency.
+    record = {**values, "settings": settings, "model_sha256": model_sha, "stage_seconds": seconds}
     if indices is not None:
         record["indices"] = indices
     return record
@@ -233,7 +234,7 @@ def stage_analyses(ctx: Context, run: RunConfig, kinds: tuple[str, ...] = ("curv
         started = time.perf_counter()
         values, indices = ANALYSIS_FUNCTIONS[kind](ctx, run)
         record = _record(settings, model_sha, indices, time.perf_counter() - started, values)
-        record["n_samples_total"] = len(ctx.dataset.train.y)
+        record["n_samples_total"] = len(ctx.dataset.train.y)  # what the indices index into
         write_json(path, record)
 
 

@@ -1,18 +1,9 @@
 import math
 
-import pytest
 import torch
 
 from minima.sharpness.adaptive import adaptive_average_of, adaptive_worst_of
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Closed forms are checked in float64; restored after, so other test modules are unaffected."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def quadratic(hessian: torch.Tensor, center: torch.Tensor, c: float = 0.2):

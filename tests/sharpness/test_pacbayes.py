@@ -9,14 +9,6 @@ from scipy.stats import norm
 from minima.sharpness.pacbayes import bisect_sigma, pacbayes_flatness_of
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Closed forms are checked in float64; restored after, so other test modules are unaffected."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
 
 def test_bisection_finds_the_root_of_an_increasing_deviation():
     found = bisect_sigma(lambda s: 3 * s**2, target=0.1, sigma_max=2.0, iters=30, tolerance=0.0)
