@@ -15,6 +15,7 @@ the summary, the config or a path gets escaped exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,8 +442,24 @@ def render_report(
     if latex.missing_tools():
         return Rendered(md_path, tex_path, None, latex.missing_message(md_path))
     figure_pdfs = [figures_dir / f"{name}.pdf" for name, reason in plan.items() if reason is None]
-    pdf_path = latex.build_pdf(tex, figure_pdfs, out_dir / "report.pdf")
+    pdf_path, key = out_dir / "report.pdf", _pdf_key(tex, figure_pdfs)
+    stamp = out_dir / PDF_STAMP
+    # The PDF is a pure function of the .tex and the figures: skip LaTeX when neither changed.
+    if not (pdf_path.is_file() and stamp.is_file() and stamp.read_text().strip() == key):
+        stamp.unlink(missing_ok=True)
+        latex.build_pdf(tex, figure_pdfs, pdf_path)
+        write_text(stamp, key + "\n")
     return Rendered(md_path, tex_path, pdf_path, None)
+
+
+PDF_STAMP = ".report.pdf.sha256"
+
+
+def _pdf_key(tex: str, figure_pdfs: list[Path]) -> str:
+    digest = hashlib.sha256(tex.encode())
+    for path in figure_pdfs:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _link_figures(figures_dir: Path, out_dir: Path) -> None:
