@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,13 @@ def built(tmp_path_factory):
     if not HAVE_VENV:
         pytest.skip("needs `make venv` first (make test does it)")
     root = tmp_path_factory.mktemp("study")
-    started = time.perf_counter()
     result = _make(root, "all")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root, time.perf_counter() - started
+    return root
 
 
 def test_make_all_writes_the_report_and_summary(built):
-    root, _ = built
+    root = built
     build = root / "build"
     summary = json.loads((build / "summary.json").read_text())
     for key in ("profile", "git_commit", "created_by", "runs", "dinh", "correlations"):
@@ -61,20 +59,19 @@ def test_make_all_writes_the_report_and_summary(built):
 
 
 def test_second_make_all_is_a_no_op(built):
-    root, _ = built
-    before = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*.json")}
-    started = time.perf_counter()
+    root = built
+    # Wall time is `make bench`'s business, not a test's: here, prove that nothing was redone.
+    watched = [*(root / "runs").rglob("*.json"), *(root / "runs").rglob("*.pt"), *(root / "build").rglob("*.pdf"), root / "build" / "summary.json"]
+    before = {p: p.stat().st_mtime_ns for p in watched}
     result = _make(root, "all")
-    elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-2000:]
     assert "0 pending" in result.stdout
-    assert elapsed < 30, f"no-op make all took {elapsed:.1f} s"
-    after = {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("*.json")}
-    assert before == after
+    assert " run --profile" not in result.stdout and " study --profile" not in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in watched} == before
 
 
 def test_make_report_alone_rerenders(built):
-    root, _ = built
+    root = built
     (root / "build" / "report.md").unlink()
     result = _make(root, "report")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -119,7 +116,7 @@ def test_cli_help_lists_every_stage():
 
 
 def test_corrupt_checkpoint_is_a_clear_error(built, tmp_path, capsys):
-    root, _ = built
+    root = built
     copy = tmp_path / "root"
     shutil.copytree(root / "runs", copy / "runs")
     shutil.copytree(root / "data", copy / "data")
