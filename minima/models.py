@@ -53,7 +53,11 @@ class LeNet5(nn.Module):
         return torch.relu(x) if self.spec.activation == "relu" else torch.tanh(x)
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(x, 2) if self.spec.pooling == "max" else F.avg_pool2d(x, 2)
+        if self.spec.pooling == "avg":
+            return F.avg_pool2d(x, 2)
+        if torch.is_grad_enabled():
+            return F.max_pool2d(x, 2)
+        return max_pool_2x2_forward(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._pool(self._act(self.conv1(x)))
@@ -62,6 +66,19 @@ class LeNet5(nn.Module):
         x = self._act(self.fc1(x))
         x = self._act(self.fc2(x))
         return self.fc3(x)
+
+
+def max_pool_2x2_forward(x: torch.Tensor) -> torch.Tensor:
+    """max_pool2d(x, 2), exactly, as the max of the four strided corners of each 2x2 window.
+
+    Why: evaluation (test sets, landscapes, sharpness searches) is forward-only, and on CPU this
+    is about 6x faster than max_pool2d's kernel (1.0 vs 6.5 ms at 128x6x28x28, one thread),
+    which made pooling most of LeNet-5's forward time. Its backward is slower than
+    max_pool2d's, so it is used only where autograd is off.
+    """
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., 1::2, ::2]), torch.maximum(x[..., ::2, 1::2], x[..., 1::2, 1::2]))
 
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")

@@ -127,3 +127,28 @@ def test_corrupt_checkpoint_is_a_clear_error(built, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "corrupt checkpoint" in err and run.name in err
     assert (run / "curvature.json").read_bytes() == before
+
+
+def test_bench_rejects_a_bad_sample_count_before_any_work(built, tmp_path, capsys):
+    copy = tmp_path / "root"
+    shutil.copytree(built / "data", copy / "data")
+    assert main(["bench", "--profile", "tiny", "--root", str(copy), "--out", str(copy / "build"), "--samples", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert "--samples" in err and "-3" in err
+    assert not (copy / "build" / "bench.json").exists()
+
+
+def test_plan_starts_the_study_right_after_the_runs_it_reads(tmp_path):
+    from minima.config import load_profile
+
+    makefile = tmp_path / "plan.mk"
+    assert main(["plan", "--profile", "tiny", "--root", str(tmp_path), "--makefile", str(makefile)]) == 0
+    lines = makefile.read_text().splitlines()
+    study_deps = next(line for line in lines if line.startswith("study:")).split()[1:]
+    order = next(line for line in lines if line.startswith("all-runs:")).split()[1:]
+    profile = load_profile("tiny")
+    needed = {profile.first_seed_run(profile.study.dinh_optimizer).run_hash,
+              *(profile.first_seed_run(name).run_hash for name in profile.study.interpolate)}
+    assert {dep.removeprefix("train-") for dep in study_deps} == needed
+    assert order[: len(study_deps) + 1] == study_deps + ["study"]
+    assert len(order) == len(profile.runs) + 1  # every run once, plus the study

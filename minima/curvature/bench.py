@@ -82,6 +82,15 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def _section(name: str) -> Iterator[None]:
+    """One stderr line per bench section, with its seconds: the CPU bench runs for minutes."""
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    print(f"bench: {name} done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+
+
 def _best(fn: Callable[[], Any], reps: int) -> float:
     fn()  # warm-up: first-call dispatch and allocation costs are not per-vector costs
     return min(_timed(fn)[1] for _ in range(reps))
@@ -220,15 +229,21 @@ def bench_curvature(
     device = torch.device(device)
     case = _Case(frozen_copy_with_grad(model).to(device=device, dtype=dtype), x.to(device=device, dtype=dtype),
                  y.to(device=device), device, dtype, seed, top_k, tol, chunk_size)
-    rows = _hvp_rows(case, block, reps)
-    reference = _reference(case)
+    with _section("Hessian-vector products"):
+        rows = _hvp_rows(case, block, reps)
+    with _section("float64 reference eigenvalues"):
+        reference = _reference(case)
     rows.append(_row("reference top eigenvalues", f"{OURS} (float64, tol 1e-8)", None,
                      f"Lanczos, {reference.top.n_matvec} products, {reference.top.reason}; minimum {reference.bottom.values[0]:.6g}",
                      values=list(reference.top.values), min_eigenvalue=reference.bottom.values[0]))
-    eigen_rows, run = _eigen_rows(case, reference)
-    trace_rows = _trace_rows(case, trace_probes, run, block)
-    rows += eigen_rows + trace_rows + _combined_rows(case, eigen_rows, trace_rows, run, trace_probes)
-    rows += _density_rows(case, density_probes, density_steps)
+    with _section(f"top-{top_k} eigenvalues"):
+        eigen_rows, run = _eigen_rows(case, reference)
+    with _section(f"trace, {trace_probes} probes"):
+        trace_rows = _trace_rows(case, trace_probes, run, block)
+    with _section("top eigenvalues + trace at equal accuracy"):
+        rows += eigen_rows + trace_rows + _combined_rows(case, eigen_rows, trace_rows, run, trace_probes)
+    with _section("spectral density"):
+        rows += _density_rows(case, density_probes, density_steps)
     return _with_ratios(rows)
 
 
@@ -282,14 +297,15 @@ def _double_backward(case: _Case, v: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class _Reference:
     top: EigenResult  # float64, relative residual 1e-8
-    bottom: EigenResult  # float64, relative residual 1e-6: only used to recognize a negative eigenvalue
+    bottom: EigenResult  # float64, relative residual 1e-5: only used to recognize a negative eigenvalue
 
 
 def _reference(case: _Case) -> _Reference:
     precise = frozen_copy_with_grad(case.model).double()
     op = HessianOperator(precise, case.x.double(), case.y, chunk_size=case.chunk_size)
     top = top_eigenpairs(op, case.top_k, tol=1e-8, max_iter=300, generator=case.generator(1))
-    return _Reference(top, min_eigenvalue(op, tol=1e-6, max_iter=300, generator=case.generator(7)))
+    # the minimum only has to be good enough to recognize PyHessian's negative eigenvalue (tol 1e-3 checks)
+    return _Reference(top, min_eigenvalue(op, tol=1e-5, max_iter=200, generator=case.generator(7)))
 
 
 def _matched_error(values: list[float], reference: _Reference) -> float:
