@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
             stage.add_argument("--run", action="append", default=None, metavar="HASH", help="run hash (repeatable; default: every run of the profile)")
         if name == "plan":
             stage.add_argument("--makefile", type=Path, default=Path("build/plan.mk"), help="where to write the makefile of pending work")
+        if name == "study":
+            stage.add_argument("--kind", action="append", choices=("dinh", "interpolation"), default=None,
+                               help="which part (repeatable; default: every part the profile asks for)")
         if name == "summarize":
             stage.add_argument("--created-by", default=None, help="the command recorded as having produced the results")
         if name == "bench":
@@ -83,7 +86,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         print(f"profile {ctx.profile.name}: {len(ctx.profile.runs)} runs, {len(pending)} pending" + (f" ({', '.join(pending)})" if pending else ""))
         return
     if args.stage == "study":
-        pipeline.stage_study(ctx)
+        pipeline.stage_study(ctx, kinds=args.kind)
         return
     if args.stage == "summarize":
         from minima import analysis

@@ -138,17 +138,26 @@ def test_bench_rejects_a_bad_sample_count_before_any_work(built, tmp_path, capsy
     assert not (copy / "build" / "bench.json").exists()
 
 
-def test_plan_starts_the_study_right_after_the_runs_it_reads(tmp_path):
+def test_plan_chains_the_dinh_study_to_the_run_it_reads_and_runs_it_first(tmp_path):
     from minima.config import load_profile
 
     makefile = tmp_path / "plan.mk"
     assert main(["plan", "--profile", "tiny", "--root", str(tmp_path), "--makefile", str(makefile)]) == 0
     lines = makefile.read_text().splitlines()
-    study_deps = next(line for line in lines if line.startswith("study:")).split()[1:]
-    order = next(line for line in lines if line.startswith("all-runs:")).split()[1:]
     profile = load_profile("tiny")
-    needed = {profile.first_seed_run(profile.study.dinh_optimizer).run_hash,
-              *(profile.first_seed_run(name).run_hash for name in profile.study.interpolate)}
-    assert {dep.removeprefix("train-") for dep in study_deps} == needed
-    assert order[: len(study_deps) + 1] == study_deps + ["study"]
+    dinh_run = profile.first_seed_run(profile.study.dinh_optimizer).run_hash
+    order = next(line for line in lines if line.startswith("all-runs:")).split()[1:]
+    assert order[0] == f"train-{dinh_run}" and order[-1] == "study"
     assert len(order) == len(profile.runs) + 1  # every run once, plus the study
+    recipe = lines[lines.index(f"train-{dinh_run}:") + 1 : lines.index(f"train-{dinh_run}:") + 3]
+    assert f"--run {dinh_run}" in recipe[0] and recipe[1].endswith("study --profile " + str(profile.path) + " --kind dinh")
+    study = lines[lines.index(next(line for line in lines if line.startswith("study:"))) + 1]
+    assert study.strip().endswith(f"study --profile {profile.path}")
+
+
+def test_study_rejects_a_part_the_profile_lacks(tmp_path, capsys):
+    profile = tmp_path / "p.toml"
+    text = (Path(__file__).resolve().parents[1] / "minima" / "profiles" / "tiny.toml").read_text()
+    profile.write_text(text.replace('interpolate = ["sgd", "adam"]', "interpolate = []"))
+    assert main(["study", "--profile", str(profile), "--root", str(tmp_path), "--kind", "interpolation"]) == 2
+    assert "no interpolation part" in capsys.readouterr().err
