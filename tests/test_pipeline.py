@@ -148,6 +148,8 @@ def test_plan_chains_the_dinh_study_to_the_run_it_reads_and_runs_it_first(tmp_pa
     dinh_run = profile.first_seed_run(profile.study.dinh_optimizer).run_hash
     order = next(line for line in lines if line.startswith("all-runs:")).split()[1:]
     assert order[0] == f"train-{dinh_run}" and order[-1] == "study"
+    sam_runs = {f"train-{r.run_hash}" for r in profile.runs if r.optimizer.name == "sam"}
+    assert set(order[1:3]) == sam_runs  # the costliest runs next (SAM takes two gradients a step)
     assert len(order) == len(profile.runs) + 1  # every run once, plus the study
     recipe = lines[lines.index(f"train-{dinh_run}:") + 1 : lines.index(f"train-{dinh_run}:") + 3]
     assert f"--run {dinh_run}" in recipe[0] and recipe[1].endswith("study --profile " + str(profile.path) + " --kind dinh")
