@@ -358,17 +358,15 @@ def _dinh(ctx: Context) -> dict:
     cx, cy, _ = _subset(ctx, profile.curvature.n_samples, profile.curvature.seed)
     sx, sy, _ = _subset(ctx, profile.sharpness.n_samples, profile.sharpness.seed)
     test = ctx.dataset.test
-    # The Dinh rows need only the top eigenvalue and the trace, not the density.
-    curvature_settings = replace(profile.curvature, top_k=1, density_probes=1, density_steps=4)
     rows = []
     for scale in profile.dinh.scales:
         params = rescale(base, dinh_scales(scale, profile.dinh.layers), variant=run.model)
         scaled = build_model(run.model, seed=run.seed, dtype=ctx.dtype, device=ctx.device)
         scaled.load_state_dict(params, strict=False)
-        curvature = curvature_engine.measure(scaled, cx, cy, curvature_settings, device=ctx.device, dtype=ctx.dtype, progress=False).to_json()
+        curvature = curvature_engine.measure_top_and_trace(scaled, cx, cy, profile.curvature, device=ctx.device, dtype=ctx.dtype)
         sharp = measure_sharpness(scaled, params, sx, sy, profile.sharpness, device=ctx.device, dtype=ctx.dtype).to_json()
         evaluation = evaluate(scaled, params, test.x, test.y)
-        row = {"scale": scale, "top_eigenvalue": curvature["top_eigenvalues"][0], "trace": curvature["trace"]["mean"], "test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
+        row = {"scale": scale, "top_eigenvalue": curvature.top.values[0], "trace": curvature.trace.mean, "test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
         row.update({k: v for k, v in sharp.items() if k != "details"})
         rows.append(row)
     return {"applicable": True, "run": run.run_hash, "optimizer": run.optimizer.name, "seed": run.seed, "layers": list(profile.dinh.layers), "rows": rows, "note": ""}

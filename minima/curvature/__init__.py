@@ -161,6 +161,31 @@ class CurvatureResult:
         }
 
 
+@dataclass(frozen=True)
+class TopAndTrace:
+    """The largest eigenvalue and the trace alone: what Dinh's rescaling table reports."""
+
+    top: EigenResult
+    trace: TraceResult
+    n_hvp: int
+
+
+def measure_top_and_trace(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: CurvatureSettings, *, device: str | torch.device, dtype: torch.dtype
+) -> TopAndTrace:
+    """λ_max and tr(H) as `measure` computes them (same estimators, tolerances and probe streams),
+    without the most negative eigenvalue, the density or the gradient. Why: on rescaled minima the
+    most negative eigenvalue is tiny next to λ_max, and its relative tolerance took Lanczos to up
+    to 96 steps where λ_max needed a handful."""
+    local = frozen_copy(model).to(device=device, dtype=dtype)
+    params = {k: v.to(device=device, dtype=dtype) for k, v in params_of(model).items()}
+    op = HessianOperator(local, x.to(device=device, dtype=dtype), y.to(device=device), params, chunk_size=settings.chunk_size)
+    run = lanczos(op, 1, tol=settings.tol, max_iter=settings.max_iter, bottom=False, generator=_generator(settings.seed, 0))
+    trace = deflated_hutchinson(op, run.basis, float(run.alphas.sum()), settings.trace_probes,
+                                generator=_generator(settings.seed, 1), method="hutchinson deflated by the Lanczos basis")
+    return TopAndTrace(top=run.top, trace=trace, n_hvp=op.n_matvec)
+
+
 def _float(value: float) -> float | None:
     """A plain finite float for JSON (None where the value is not finite)."""
     value = float(value)

@@ -69,3 +69,15 @@ def test_settings_defaults():
     assert (s.density_probes, s.density_steps, s.density_points, s.density_sigma, s.chunk_size, s.seed) == (5, 60, 500, 0.0, 5000, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.top_k = 3
+
+
+def test_top_and_trace_alone_match_the_dense_hessian_and_measure(cnn, measured):
+    from minima.curvature import measure_top_and_trace
+
+    _, full = measured
+    r = measure_top_and_trace(cnn.model, cnn.x, cnn.y, SMALL, device="cpu", dtype=torch.float64)
+    exact = torch.linalg.eigvalsh(cnn.hessian)
+    assert r.top.values[0] == pytest.approx(float(exact[-1]), rel=1e-5)
+    assert r.top.values[0] == pytest.approx(full.top_eigenvalues[0], rel=1e-5)
+    assert abs(r.trace.mean - float(torch.trace(cnn.hessian))) <= 4 * r.trace.stderr + 1e-9
+    assert r.n_hvp == r.top.n_matvec + r.trace.n_matvec < full.n_hvp
