@@ -18,7 +18,8 @@ TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fon
 
 .PHONY: all runs report test bench setup venv tex data clean distclean help
 
-all: setup
+# `plan` provisions and checks the data itself (one Python start fewer than `setup`'s data step).
+all: venv tex
 	$(MINIMA) plan --profile $(PROFILE) --makefile $(BUILD)/plan.mk
 	$(MAKE) --no-print-directory -j$(JOBS) -f $(BUILD)/plan.mk MINIMA="$(MINIMA)" all-runs
 	$(MAKE) --no-print-directory report PROFILE=$(PROFILE) CREATED_BY="$(CREATED_BY)"

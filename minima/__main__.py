@@ -76,14 +76,12 @@ def _dispatch(args: argparse.Namespace) -> None:
 
     configure_threads()
     ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None), progress=not args.no_progress)
-    if args.stage == "data":
+    if args.stage in ("data", "plan"):  # plan provisions the data first: `make all` starts with it
         manifest = pipeline.stage_data(ctx)
         print(f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from {manifest['source']}, checksums verified")
-        return
-    if args.stage == "plan":
-        pipeline.stage_data(ctx)
-        pending = pipeline.stage_plan(ctx, args.makefile)
-        print(f"profile {ctx.profile.name}: {len(ctx.profile.runs)} runs, {len(pending)} pending" + (f" ({', '.join(pending)})" if pending else ""))
+        if args.stage == "plan":
+            pending = pipeline.stage_plan(ctx, args.makefile)
+            print(f"profile {ctx.profile.name}: {len(ctx.profile.runs)} runs, {len(pending)} pending" + (f" ({', '.join(pending)})" if pending else ""))
         return
     if args.stage == "study":
         pipeline.stage_study(ctx, kinds=args.kind)
