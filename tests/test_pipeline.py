@@ -163,3 +163,38 @@ def test_study_rejects_a_part_the_profile_lacks(tmp_path, capsys):
     profile.write_text(text.replace('interpolate = ["sgd", "adam"]', "interpolate = []"))
     assert main(["study", "--profile", str(profile), "--root", str(tmp_path), "--kind", "interpolation"]) == 2
     assert "no interpolation part" in capsys.readouterr().err
+
+
+def _seed_profile_cut_down(tmp_path: Path) -> Path:
+    """The packaged `seed` profile with 1 epoch on 300 images and small analysis sets."""
+    text = (REPO / "minima" / "profiles" / "seed.toml").read_text()
+    text = text.replace('dinh_optimizer = "sgd"', 'dinh_optimizer = "sgd"\nn_train = 300\nn_test = 500')
+    text = text.replace("epochs = 150", "epochs = 1")
+    text = text.replace("[curvature]\nn_samples = 0", "[curvature]\nn_samples = 100\ntrace_probes = 4\ndensity_probes = 1\ndensity_steps = 8")
+    text = text.replace("n_samples = 10000", "n_samples = 100")
+    text = text.replace("pacbayes_iters = 16", "pacbayes_iters = 4\nepsilon_steps = 2\nadaptive_steps = 2\naverage_samples = 2\npacbayes_samples = 2")
+    text = text.replace("points_2d = 21", "points_2d = 3\npoints_1d = 3\ninterp_points = 3")
+    path = tmp_path / "seed-cut.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_original_configuration_runs_on_cpu_and_is_compared_with_the_original(built, tmp_path):
+    import json as _json
+
+    from minima.analysis import reproduces_original
+    from minima.config import load_profile
+
+    profile = _seed_profile_cut_down(tmp_path)
+    root = tmp_path / "root"
+    shutil.copytree(built / "data", root / "data")
+    for stage in ("run", "study", "summarize"):
+        assert main([stage, "--profile", str(profile), "--root", str(root), "--no-progress"]) == 0, stage
+    summary = _json.loads((root / "build" / "summary.json").read_text())
+    rows = {row["optimizer"]: row for row in summary["original_study"]}
+    assert set(rows) == {"sgd", "adagrad", "adam", "adahessian"}
+    assert all(row["n"] == 1 and 0.0 <= row["test_accuracy_mean"] <= 1.0 for row in rows.values())
+    assert not any(row["same_setup"] for row in rows.values())  # 1 epoch on 300 images is not the original
+    assert reproduces_original(load_profile("seed")) and not reproduces_original(load_profile(str(profile)))
+    assert summary["model"]["name"] == "seed" and summary["dinh"] == []
+    assert not summary["dinh_info"]["applicable"] and "tanh" in summary["dinh_info"]["note"]  # Dinh needs ReLU
