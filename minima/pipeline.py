@@ -91,10 +91,11 @@ def stage_plan(ctx: Context, makefile: Path) -> list[str]:
     """Write each run's config.json and a makefile whose targets are the work still to do.
 
     Runs of one optimizer configuration form one target when seeds are trained together, so
-    `make -j` never trains a stacked group twice. Targets run longest first. GNU make does not go back to a target whose
-    prerequisites were still running when it passed it, so the Dinh study (minutes) is chained
-    into the recipe of the run it reads, which comes first: it then overlaps the other runs
-    under `make -j`. The `study` target does the rest (the interpolation, about a second).
+    `make -j` never trains a stacked group twice. Targets run longest first. GNU make does not
+    go back to a target whose prerequisites were still running when it passed it, so the Dinh
+    study (minutes) is chained into the recipe of the run it reads, which comes first: it then
+    overlaps the other runs under `make -j`. The `study` target does the rest (the
+    interpolation, about a second).
     """
     _write_run_configs(ctx)
     todo = {run.run_hash for run in pending_runs(ctx)}
@@ -102,8 +103,8 @@ def stage_plan(ctx: Context, makefile: Path) -> list[str]:
     for run in ctx.profile.runs:
         key = run.group_key if ctx.profile.train.stack_seeds else run.run_hash
         groups.setdefault(key, []).append(run)
-    dinh_run = study_runs(ctx)[0].run_hash
-    dinh_key = next(key for key, runs in groups.items() if any(r.run_hash == dinh_run for r in runs))
+    dinh = _dinh_run(ctx)
+    dinh_key = next(key for key, runs in groups.items() if dinh in runs)
     dinh_todo = not study_is_current(ctx, ["dinh"])
     # longest first (the Dinh chain, then by step cost): the cores stay busy until the end
     cost = {key: sum(RELATIVE_STEP_COST.get(r.optimizer.name, 1.0) for r in runs) for key, runs in groups.items()}
@@ -289,8 +290,7 @@ def stage_run(ctx: Context, runs: list[RunConfig]) -> None:
 def _study_settings(ctx: Context, kind: str) -> dict:
     profile = ctx.profile
     if kind == "dinh":
-        run = profile.first_seed_run(profile.study.dinh_optimizer)
-        return {"run": run.run_hash, "dinh": to_table(profile.dinh), "curvature": to_table(profile.curvature), "sharpness": to_table(profile.sharpness)}
+        return {"run": _dinh_run(ctx).run_hash, "dinh": to_table(profile.dinh), "curvature": to_table(profile.curvature), "sharpness": to_table(profile.sharpness)}
     a, b = profile.study.interpolate
     return {"a": profile.first_seed_run(a).run_hash, "b": profile.first_seed_run(b).run_hash, "landscape": to_table(profile.landscape)}
 
@@ -299,11 +299,9 @@ def _study_path(ctx: Context, kind: str) -> Path:
     return ctx.layout.study / f"{ctx.profile.name}-{DINH_JSON if kind == 'dinh' else INTERPOLATION_JSON}"
 
 
-def study_runs(ctx: Context) -> list[RunConfig]:
-    """The trained runs the profile-level study reads: Dinh's minimum and the interpolation's ends."""
-    profile = ctx.profile
-    names = [profile.study.dinh_optimizer, *(profile.study.interpolate or ())]
-    return [profile.first_seed_run(name) for name in dict.fromkeys(names)]
+def _dinh_run(ctx: Context) -> RunConfig:
+    """The minimum Dinh's rescaling is applied to: the profile's dinh_optimizer, first seed."""
+    return ctx.profile.first_seed_run(ctx.profile.study.dinh_optimizer)
 
 
 def _study_kinds(ctx: Context) -> list[str]:
@@ -325,8 +323,9 @@ def study_is_current(ctx: Context, kinds: list[str] | None = None) -> bool:
 
 def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
     """The profile-level analyses (all the profile asks for, or the given kinds), each skipped when current."""
-    for kind in kinds or _study_kinds(ctx):
-        if kind not in _study_kinds(ctx):
+    available = _study_kinds(ctx)
+    for kind in kinds or available:
+        if kind not in available:
             raise MinimaError(f"study: profile {ctx.profile.name} has no {kind} part (interpolate is empty)")
         path = _study_path(ctx, kind)
         settings = _study_settings(ctx, kind)
@@ -347,7 +346,7 @@ def _require_trained(ctx: Context, run: RunConfig) -> None:
 
 def _dinh(ctx: Context) -> dict:
     profile = ctx.profile
-    run = profile.first_seed_run(profile.study.dinh_optimizer)
+    run = _dinh_run(ctx)
     if run.model != "modern":
         return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {run.model} variant uses tanh"}
     _require_trained(ctx, run)

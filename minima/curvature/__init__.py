@@ -30,7 +30,7 @@ from torch import nn
 from minima.curvature.density import DensityResult, spectral_density
 from minima.curvature.gradient import GradientResult, gradient_norm
 from minima.curvature.hvp import HessianOperator
-from minima.curvature.lanczos import EigenResult, lanczos
+from minima.curvature.lanczos import EigenResult, LanczosRun, lanczos
 from minima.curvature.trace import TraceResult, deflated_hutchinson
 from minima.objective import frozen_copy, num_params, params_of
 
@@ -177,13 +177,31 @@ def measure_top_and_trace(
     without the most negative eigenvalue, the density or the gradient. Why: on rescaled minima the
     most negative eigenvalue is tiny next to λ_max, and its relative tolerance took Lanczos to up
     to 96 steps where λ_max needed a handful."""
+    local, params, x, y = _on_device(model, x, y, device=device, dtype=dtype)
+    op = HessianOperator(local, x, y, params, chunk_size=settings.chunk_size)
+    run = _eigen(op, settings, 1, bottom=False)
+    return TopAndTrace(top=run.top, trace=_deflated_trace(op, settings, run), n_hvp=op.n_matvec)
+
+
+def _on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: str | torch.device,
+               dtype: torch.dtype) -> tuple[nn.Module, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """An eval-mode copy of the model, its parameters and the data, on the device in the dtype."""
     local = frozen_copy(model).to(device=device, dtype=dtype)
     params = {k: v.to(device=device, dtype=dtype) for k, v in params_of(model).items()}
-    op = HessianOperator(local, x.to(device=device, dtype=dtype), y.to(device=device), params, chunk_size=settings.chunk_size)
-    run = lanczos(op, 1, tol=settings.tol, max_iter=settings.max_iter, bottom=False, generator=_generator(settings.seed, 0))
-    trace = deflated_hutchinson(op, run.basis, float(run.alphas.sum()), settings.trace_probes,
-                                generator=_generator(settings.seed, 1), method="hutchinson deflated by the Lanczos basis")
-    return TopAndTrace(top=run.top, trace=trace, n_hvp=op.n_matvec)
+    if not params:
+        raise ValueError("model has no trainable parameters (requires_grad=False everywhere)")
+    return local, params, x.to(device=device, dtype=dtype), y.to(device=device)
+
+
+def _eigen(op: HessianOperator, settings: CurvatureSettings, k: int, *, bottom: bool, progress: bool = False) -> LanczosRun:
+    return lanczos(op, k, tol=settings.tol, max_iter=settings.max_iter, bottom=bottom,
+                   generator=_generator(settings.seed, 0), progress=progress)
+
+
+def _deflated_trace(op: HessianOperator, settings: CurvatureSettings, run: LanczosRun, *, progress: bool = False) -> TraceResult:
+    return deflated_hutchinson(op, run.basis, float(run.alphas.sum()), settings.trace_probes,
+                               generator=_generator(settings.seed, 1), method="hutchinson deflated by the Lanczos basis",
+                               progress=progress)
 
 
 def _float(value: float) -> float | None:
@@ -215,12 +233,7 @@ def measure(
     """Every curvature quantity of `model` on (x, y); the caller's model and tensors are untouched."""
     start = time.perf_counter()
     seconds: dict[str, float] = {}
-    local = frozen_copy(model).to(device=device, dtype=dtype)
-    params = {k: v.to(device=device, dtype=dtype) for k, v in params_of(model).items()}
-    if not params:
-        raise ValueError("model has no trainable parameters (requires_grad=False everywhere)")
-    x = x.to(device=device, dtype=dtype)
-    y = y.to(device=device)
+    local, params, x, y = _on_device(model, x, y, device=device, dtype=dtype)
 
     clock = time.perf_counter()
     gradient = gradient_norm(local, x, y, params, chunk_size=settings.chunk_size)
@@ -228,14 +241,11 @@ def measure(
 
     op = HessianOperator(local, x, y, params, chunk_size=settings.chunk_size)
     clock = time.perf_counter()
-    run = lanczos(op, settings.top_k, tol=settings.tol, max_iter=settings.max_iter, bottom=True,
-                  generator=_generator(settings.seed, 0), progress=progress)
+    run = _eigen(op, settings, settings.top_k, bottom=True, progress=progress)
     seconds["eigen"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    trace = deflated_hutchinson(op, run.basis, float(run.alphas.sum()), settings.trace_probes,
-                                generator=_generator(settings.seed, 1), method="hutchinson deflated by the Lanczos basis",
-                                progress=progress)
+    trace = _deflated_trace(op, settings, run, progress=progress)
     seconds["trace"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -430,11 +430,15 @@ def bench_summary(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     return {"pyhessian_over_ours": by.get(PYHESSIAN), "curvlinops_over_ours": by.get(CURVLINOPS)}
 
 
-def bench_markdown(rows: list[dict[str, Any]]) -> str:
-    """The bench table as Markdown: work, implementation, seconds, ratio, note."""
-    lines = ["| work | implementation | seconds | ratio vs ours | note |", "|---|---|---|---|---|"]
-    for r in rows:
-        secs = "-" if r["seconds"] is None else f"{r['seconds']:.3g}"
-        ratio = "-" if r["ratio_vs_ours"] is None else f"{r['ratio_vs_ours']:.2f}"
-        lines.append(f"| {r['work']} | {r['implementation']} | {secs} | {ratio} | {r['note']} |")
+def bench_markdown(rows: list[dict[str, Any]], ratio_label: str = "theirs / ours") -> str:
+    """A bench table as Markdown: work, implementation, seconds, ratio, note. Serves the curvature
+    rows (seconds, ratio_vs_ours) and the training rows (seconds_per_model_epoch, ratio) alike."""
+    lines = [f"| work | implementation | seconds | {ratio_label} | note |", "|---|---|---|---|---|"]
+    for row in rows:
+        seconds = row.get("seconds", row.get("seconds_per_model_epoch"))
+        seconds_text = f"{seconds:.4g}" if isinstance(seconds, (int, float)) else "-"
+        ratio = row.get("ratio_vs_ours", row.get("ratio"))
+        ratio_text = f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else "-"
+        note = str(row.get("note", "")).replace("|", "/")
+        lines.append(f"| {row['work']} | {row['implementation']} | {seconds_text} | {ratio_text} | {note} |")
     return "\n".join(lines) + "\n"
