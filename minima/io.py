@@ -1,15 +1,28 @@
-"""Atomic writes: a reader (or a resumed run) never sees a half-written file."""
+"""Files the pipeline writes and reads: atomic writes, checked JSON, locks, one-line errors.
+
+Torch-free on purpose: the report package renders from summary.json on a machine without torch.
+Tensor files (`model.pt`, checkpoints) go through `minima.tensors`, which builds on this module.
+
+- Writes are atomic: the bytes go to a temporary file beside the target, which is then renamed
+  over it, so a reader or a resumed run never sees half a file.
+- A full disk, a read-only directory or a missing permission is a `MinimaError` naming the path
+  ("no space left on device: runs/ab12/model.pt"), never an OS traceback.
+- JSON is checked on read: a file that is not a JSON object, or lacks a required field, is a
+  `CorruptFile` (a `MinimaError`) naming the file, so a caller can move it aside and recompute.
+- `locked` serializes work on one path across processes (flock on a lock file), so two
+  `make all` in one directory wait for each other instead of training every run twice.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
-
+from typing import Any, Callable, Iterable, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -19,6 +32,26 @@ class MinimaError(Exception):
     """An error the user can fix; the CLI prints its message on one line and exits 2."""
 
 
+class CorruptFile(MinimaError):
+    """A result file exists but cannot be used; `path` names it so it can be moved aside."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"corrupt file {path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def os_error_message(exc: OSError, path: Path | str) -> str:
+    """One line for an OS error on `path`, with the phrases users search for."""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device: {path}"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded: {path}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: {exc.strerror or 'permission denied'}"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     try:
@@ -26,49 +59,115 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as exc:
-        raise MinimaError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise MinimaError(os_error_message(exc, path)) from exc
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise MinimaError(os_error_message(exc, path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def write_json(path: Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
-    return _atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def write_text(path: Path, text: str) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(text))
-
-
 def write_bytes(path: Path, data: bytes) -> Path:
     return _atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
-def save_torch(path: Path, obj: Any) -> Path:
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
 
 
-def read_json(path: Path) -> Any:
+def json_text(obj: Any) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write JSON atomically; non-finite floats must have been turned into null before."""
+    try:
+        text = json_text(obj)
+    except ValueError as exc:  # allow_nan=False: a NaN would not be valid JSON
+        raise ValueError(f"{path}: {exc}") from exc
+    return write_text(path, text)
+
+
+def read_json(path: Path, *, require: Iterable[str] = ()) -> dict[str, Any]:
+    """A JSON object from `path`; missing file: MinimaError; anything else unusable: CorruptFile."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise MinimaError(f"missing file: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise MinimaError(f"corrupt JSON in {path}: {exc.msg} at line {exc.lineno}") from exc
-
-
-def load_torch(path: Path) -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise MinimaError(f"missing checkpoint: {path}")
+    except IsADirectoryError as exc:
+        raise MinimaError(f"{path} is a directory, not a JSON file") from exc
+    except OSError as exc:
+        raise MinimaError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a truncated/garbled file
-        raise MinimaError(f"corrupt checkpoint {path}: {type(exc).__name__}") from exc
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CorruptFile(path, "not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise CorruptFile(path, f"invalid JSON ({exc.msg}, line {exc.lineno})") from exc
+    if not isinstance(value, dict):
+        raise CorruptFile(path, f"expected a JSON object, got {type(value).__name__}")
+    missing = [key for key in require if key not in value]
+    if missing:
+        raise CorruptFile(path, f"missing field {missing[0]!r}")
+    return value
+
+
+def read_json_or_none(path: Path, *, require: Iterable[str] = ()) -> dict[str, Any] | None:
+    """The object, or None when the file is absent or corrupt (currency checks: recompute it)."""
+    try:
+        return read_json(path, require=require)
+    except MinimaError:
+        return None
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a corrupt file to `<name>.corrupt` (kept for inspection) so it is recomputed."""
+    path = Path(path)
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed) for the duration of the block.
+
+    flock locks are released by the kernel when the process dies, so a killed run never leaves
+    a stale lock behind. Shared file systems without flock support make this a no-op lock.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as exc:
+        raise MinimaError(os_error_message(exc, path)) from exc
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass  # file systems without locks: proceed unlocked rather than fail
+        try:
+            yield
+        finally:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            except OSError:
+                pass
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: such floats become null, recursively."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value

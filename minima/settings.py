@@ -1,88 +1,119 @@
-"""Turning TOML tables into typed, frozen settings dataclasses, strictly.
+"""One validation layer for every settings dataclass: types, ranges and choices declared once.
 
-Unknown keys, wrong types and bad values are errors before any work starts; the message names
-the file, the table and the key, on one line.
+Each stage's settings are a frozen pydantic dataclass made with `@settings`: field types carry
+their constraints (`Annotated[int, Field(ge=1)]`, `Literal[...]`), validation is strict (no
+string-to-number coercion, no bool where a number is meant, no NaN or infinity) and unknown
+keys are errors. Cross-field rules, where one is needed, live in `__post_init__`.
+
+`from_table` turns a TOML table into such a dataclass and every failure into a `SettingsError`
+of one line naming the key and the value: `curvature.top_k: must be >= 1, got 0`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from typing import Any, TypeVar
+import functools
+from typing import Annotated, Any, TypeVar
+
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 T = TypeVar("T")
+
+CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+# Constrained types shared by the stages.
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
 class SettingsError(ValueError):
     pass
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except SettingsError as exc:
-                errors.append(str(exc))
-        raise SettingsError(errors[0])
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise SettingsError(f"{where}: expected an array, got {type(value).__name__} {value!r}")
-        args = typing.get_args(hint)
-        item = args[0] if args else Any
-        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if hint is Any:
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise SettingsError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingsError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SettingsError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise SettingsError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise SettingsError(f"{where}: unsupported settings type {hint!r}")
+def settings(cls: type[T]) -> type[T]:
+    """Make `cls` a frozen, strictly validated settings dataclass whose constructor raises a
+    one-line SettingsError (a ValueError) naming the field: `lr: must be > 0, got 0.0`."""
+    made = _pydantic_dataclass(frozen=True, config=CONFIG)(cls)
+    validating_init = made.__init__
+
+    @functools.wraps(validating_init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            validating_init(self, *args, **{key: _tuples(value) for key, value in kwargs.items()})
+        except ValidationError as exc:
+            raise SettingsError(describe(exc, "")) from exc
+
+    made.__init__ = __init__
+    return made
+
+
+_MESSAGES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "tuple_type": "expected an array",
+    "finite_number": "must be a finite number",
+    "too_short": "needs at least {min_length} item(s)",
+    "too_long": "takes at most {max_length} item(s)",
+    "unexpected_keyword_argument": "unknown key",
+    "missing": "is missing",
+}
+
+
+def describe(error: ValidationError, where: str) -> str:
+    """The first error of a pydantic ValidationError as one line naming key and value."""
+    first = error.errors()[0]
+    loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+    at = f"{where}.{loc}" if loc and where else (loc or where)
+    kind, ctx = first["type"], first.get("ctx") or {}
+    if kind == "value_error":  # a __post_init__ rule: its message already names key and value
+        message = str(ctx.get("error", first["msg"]))
+        return f"{where}: {message}" if where else message
+    if kind == "literal_error":
+        return f"{at}: must be one of {ctx.get('expected')}, got {first['input']!r}"
+    template = _MESSAGES.get(kind)
+    text = template.format(**ctx) if template else first["msg"][0].lower() + first["msg"][1:]
+    return f"{at}: {text}, got {first['input']!r}"
+
+
+def _tuples(value: Any) -> Any:
+    """TOML arrays arrive as lists; settings hold tuples (hashable, immutable)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
 
 
 def from_table(cls: type[T], table: dict[str, Any] | None, where: str) -> T:
-    """Build `cls` from a TOML table: every key must be a field; values are type-checked."""
+    """Build `cls` from a TOML table: every key must be a field; values are validated."""
     table = dict(table or {})
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(table) - fields)
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(table) - set(fields))
     if unknown:
         raise SettingsError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(fields))}")
-    values = {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in table.items()}
     try:
-        return cls(**values)
-    except (ValueError, TypeError) as exc:
-        raise SettingsError(f"{where}: {exc}") from exc
+        return cls(**{key: _tuples(value) for key, value in table.items()})
+    except SettingsError as exc:
+        cause = exc.__cause__
+        raise SettingsError(describe(cause, where) if isinstance(cause, ValidationError) else f"{where}: {exc}") from None
 
 
-def to_table(settings: Any) -> dict[str, Any]:
+def to_table(obj: Any) -> dict[str, Any]:
     """JSON-ready dict of a settings dataclass (tuples become lists)."""
     out = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             value = to_table(value)
         elif isinstance(value, tuple):
-            value = list(value)
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
         out[f.name] = value
     return out
