@@ -1,75 +1,80 @@
-"""Profiles: one TOML file describes a whole study; each (optimizer, seed) pair becomes a run.
+"""Profiles: one TOML file describes a whole study, a designed grid of runs.
 
-A run's identity is the hash of everything that decides its trained weights (data, model,
-optimizer and its hyperparameters, seed, training settings, dtype). Analyses store the settings
-they ran with beside their results, so changing an analysis setting recomputes that analysis
-only, and changing one optimizer's hyperparameters retrains only that optimizer's runs.
+A profile lists optimizers and seeds, and may give lists for the grid's axes: per-optimizer
+`lr` and `weight_decay` (in `[optimizer.<name>]`), `batch_size` (in `[train]` for all
+optimizers, or per optimizer) and `label_noise` (in `[train]`). Runs are the product of every
+axis's values, per optimizer, times the seeds; single values are a grid of one. Runs differing
+only by seed form a *configuration*.
+
+A run's identity is the hash of everything that decides its trained weights (data set, training
+subset rule, model, optimizer and its hyperparameters, seed, training settings, dtype). Analyses
+store the settings they ran with beside their results, so changing an analysis setting
+recomputes that analysis only, and adding a grid value trains only the new runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from minima import paths
 from minima.curvature import CurvatureSettings
+from minima.data import DISPLAY_NAMES, SPLIT_SIZES
 from minima.io import MinimaError
 from minima.landscape import LandscapeSettings
 from minima.models import VARIANTS
 from minima.optimizers import OPTIMIZERS, OptimizerConfig
 from minima.reparam import DinhSettings
-from minima.settings import SettingsError, from_table, to_table
+from minima.settings import NonNegativeInt, SettingsError, from_table, settings, to_table
 from minima.sharpness import SharpnessSettings
 from minima.train import TrainSettings
 
-DATASETS = ("mnist", "fashion-mnist")
-DTYPES = ("float32", "float64")
-DEVICES = ("auto", "cpu", "cuda")
+# The training subset is a pure function of the data set (fixed by its checksums), n_train,
+# data_seed and this rule; the rule's name enters the run hash so a new rule retrains.
+SUBSET_RULE = "class-stratified (proportional, largest remainder), numpy default_rng(data_seed)"
+AXES = ("optimizer", "lr", "batch_size", "weight_decay", "label_noise")
+_OPTIMIZER_GRID_KEYS = ("lr", "weight_decay", "batch_size")
+_TRAIN_GRID_KEYS = ("batch_size", "label_noise")
+Optimizer = Literal["sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam"]
 
 
-@dataclass(frozen=True)
+@settings
 class StudySettings:
     description: str = ""
-    dataset: str = "mnist"
-    model: str = "modern"
-    seeds: tuple[int, ...] = (0,)
-    optimizers: tuple[str, ...] = ("sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam")
-    # Train/test on the first n images only (0 = the whole split): for tests and smoke runs.
-    n_train: int = 0
-    n_test: int = 0
-    dtype: str = "float32"
-    device: str = "auto"
-    # Linear interpolation between the first-seed minima of these two optimizers ([] = none).
-    interpolate: tuple[str, ...] = ("sgd", "adam")
-    # Whose first-seed minimum Dinh's rescaling is applied to.
-    dinh_optimizer: str = "sgd"
+    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    model: Literal["modern", "seed"] = "modern"
+    seeds: Annotated[tuple[NonNegativeInt, ...], Field(min_length=1)] = (0,)
+    optimizers: Annotated[tuple[Optimizer, ...], Field(min_length=1)] = OPTIMIZERS
+    # A class-stratified subset of n images (0: the whole split), the same for every run.
+    n_train: NonNegativeInt = 0
+    n_test: NonNegativeInt = 0
+    data_seed: NonNegativeInt = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Linear interpolation between the first minima of these two optimizers ([] = none).
+    interpolate: tuple[Optimizer, ...] = ("sgd", "adam")
+    # Whose first minimum Dinh's rescaling is applied to.
+    dinh_optimizer: Optimizer = "sgd"
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.model not in VARIANTS:
-            raise ValueError(f"model: unknown model {self.model!r}; choose one of {', '.join(VARIANTS)}")
-        if not self.seeds:
-            raise ValueError("seeds: at least one seed is needed")
-        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ValueError(f"seeds: must be distinct non-negative integers, got {list(self.seeds)}")
-        if not self.optimizers:
-            raise ValueError("optimizers: at least one optimizer is needed")
-        unknown = [name for name in self.optimizers if name not in OPTIMIZERS]
-        if unknown:
-            raise ValueError(f"optimizers: unknown optimizer {unknown[0]!r}; choose from {', '.join(OPTIMIZERS)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: must be distinct, got {list(self.seeds)}")
         if len(set(self.optimizers)) != len(self.optimizers):
             raise ValueError(f"optimizers: listed twice in {list(self.optimizers)}")
-        if self.n_train < 0 or self.n_test < 0:
-            raise ValueError("n_train/n_test: must be >= 0 (0 means the whole split)")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device: unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        n_train, n_test = SPLIT_SIZES[self.dataset]
+        name = DISPLAY_NAMES[self.dataset]
+        if self.n_train > n_train:
+            raise ValueError(f"n_train: {self.n_train} exceeds the {n_train} images of the {name} training split")
+        if self.n_test > n_test:
+            raise ValueError(f"n_test: {self.n_test} exceeds the {n_test} images of the {name} test split")
         if self.interpolate and (len(self.interpolate) != 2 or not set(self.interpolate) <= set(self.optimizers)):
             raise ValueError(f"interpolate: needs two of the profile's optimizers, got {list(self.interpolate)}")
         if self.dinh_optimizer not in self.optimizers:
@@ -78,7 +83,7 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides one run's trained weights."""
+    """Everything that decides one run's trained weights, and its place in the grid."""
 
     dataset: str
     model: str
@@ -88,6 +93,8 @@ class RunConfig:
     dtype: str
     n_train: int = 0
     n_test: int = 0
+    data_seed: int = 0
+    levels: tuple[tuple[str, int], ...] = ()  # axis -> index of this run's value (not hashed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,45 +103,66 @@ class RunConfig:
             "model_spec": to_table(VARIANTS[self.model]),
             "optimizer": to_table(self.optimizer),
             "seed": self.seed,
-            "train": to_table(self.train),
+            "train": self.train.identity(),
             "dtype": self.dtype,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
+            "data": {"n_train": self.n_train, "n_test": self.n_test, "data_seed": self.data_seed, "subset_rule": SUBSET_RULE},
         }
 
     @property
     def run_hash(self) -> str:
-        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return _digest(self.to_json())
 
     @property
-    def group_key(self) -> str:
-        """Runs that differ only in seed can be trained together as one stacked model."""
-        identity = {k: v for k, v in self.to_json().items() if k != "seed"}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    def configuration(self) -> str:
+        """Runs that differ only in seed share a configuration (and can train stacked)."""
+        return _digest({k: v for k, v in self.to_json().items() if k != "seed"})
+
+    @property
+    def label(self) -> str:
+        return f"{self.optimizer.name} lr {self.optimizer.lr:g} B {self.train.batch_size} seed {self.seed}"
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
+    ref: str  # as the user gave it (a name or a path): what advice messages repeat
     path: Path
     study: StudySettings
     train: TrainSettings
-    optimizers: dict[str, OptimizerConfig]
+    optimizers: dict[str, OptimizerConfig]  # each optimizer's first grid point (setup tables)
     curvature: CurvatureSettings
     sharpness: SharpnessSettings
     landscape: LandscapeSettings
     dinh: DinhSettings
     runs: tuple[RunConfig, ...] = field(default=())
+    axes: tuple[str, ...] = ()  # grid axes with more than one value
+    grid: dict[str, dict[str, list]] = field(default_factory=dict)  # optimizer -> axis -> values
 
     def run(self, run_hash: str) -> RunConfig:
         for run in self.runs:
             if run.run_hash == run_hash:
                 return run
-        raise MinimaError(f"run {run_hash!r} is not part of profile {self.name!r}")
+        raise MinimaError(f"run {run_hash!r} is not part of profile {self.ref!r}")
 
-    def first_seed_run(self, optimizer: str) -> RunConfig:
-        return next(r for r in self.runs if r.optimizer.name == optimizer and r.seed == self.study.seeds[0])
+    def first_run(self, optimizer: str) -> RunConfig:
+        """The optimizer's first configuration, first seed: where Dinh and interpolation look."""
+        return next(r for r in self.runs if r.optimizer.name == optimizer)
+
+    def is_first_seed(self, run: RunConfig) -> bool:
+        return run.seed == self.study.seeds[0]
+
+    def hyperparameters(self, run: RunConfig) -> dict[str, Any]:
+        """lr and batch size, and every other axis this grid varies."""
+        values = {"lr": run.optimizer.lr, "batch_size": run.train.batch_size}
+        if "weight_decay" in self.axes:
+            values["weight_decay"] = run.optimizer.weight_decay
+        if "label_noise" in self.axes:
+            values["label_noise"] = run.train.label_noise
+        return values
 
     def settings_json(self) -> dict[str, Any]:
         return {
@@ -148,7 +176,6 @@ class Profile:
 
 
 SECTIONS = {
-    "train": TrainSettings,
     "curvature": CurvatureSettings,
     "sharpness": SharpnessSettings,
     "landscape": LandscapeSettings,
@@ -162,8 +189,10 @@ def available_profiles() -> list[str]:
 
 def resolve_profile_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
-    if candidate.suffix == ".toml":
-        if not candidate.exists():
+    if candidate.suffix == ".toml" or "/" in name_or_path:
+        if candidate.is_dir():
+            raise MinimaError(f"profile {name_or_path} is a directory; give a .toml file")
+        if not candidate.is_file():
             raise MinimaError(f"profile file not found: {candidate}")
         return candidate
     path = paths.PROFILES_DIR / f"{name_or_path}.toml"
@@ -172,21 +201,59 @@ def resolve_profile_path(name_or_path: str) -> Path:
     return path
 
 
-def load_profile(name_or_path: str) -> Profile:
+def load_profile(name_or_path: str, *, warn: bool = False) -> Profile:
+    """Parse and validate a profile; `warn`: print one line per silent surprise (the plan does)."""
     path = resolve_profile_path(name_or_path)
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MinimaError(f"{path}: not UTF-8 text; profiles are TOML files") from None
     except tomllib.TOMLDecodeError as exc:
-        raise MinimaError(f"{path}: invalid TOML: {exc}") from exc
+        raise MinimaError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise MinimaError(f"cannot read profile {path}: {exc.strerror or exc}") from None
     try:
-        return parse_profile(path.stem, path, table)
+        profile = parse_profile(path.stem, path, table, ref=name_or_path)
     except SettingsError as exc:
-        raise MinimaError(f"{path.name}: {exc}") from exc
+        raise MinimaError(f"{path.name}: {exc}") from None
+    if warn:
+        for line in warnings(profile, table):
+            print(f"minima: warning: {line}", file=sys.stderr)
+    return profile
 
 
-def parse_profile(name: str, path: Path, table: dict[str, Any]) -> Profile:
+def warnings(profile: Profile, table: dict[str, Any]) -> list[str]:
+    out = []
+    if not table:
+        out.append(f"profile {profile.ref} is empty: every default applies ({len(profile.runs)} runs, "
+                   f"{', '.join(profile.study.optimizers)}, the whole training split, up to "
+                   f"{profile.train.max_epochs} epochs each)")
+    n_train = profile.study.n_train or SPLIT_SIZES[profile.study.dataset][0]
+    batches = sorted({r.train.batch_size for r in profile.runs if r.train.batch_size > n_train})
+    if batches:
+        out.append(f"batch size {batches[0]} exceeds the {n_train} training images: every step uses all of them")
+    return out
+
+
+def _values(table: dict[str, Any], key: str, where: str) -> list[Any] | None:
+    """A grid axis's values: a list as given, a scalar as a list of one, None when absent."""
+    if key not in table:
+        return None
+    value = table.pop(key)
+    values = list(value) if isinstance(value, list) else [value]
+    if not values:
+        raise SettingsError(f"{where}.{key}: needs at least one value")
+    if len(set(map(repr, values))) != len(values):
+        raise SettingsError(f"{where}.{key}: values listed twice in {values}")
+    return values
+
+
+def parse_profile(name: str, path: Path, table: dict[str, Any], *, ref: str | None = None) -> Profile:
     table = dict(table)
     sections = {key: from_table(cls, table.pop(key, None), key) for key, cls in SECTIONS.items()}
+    train_table = dict(table.pop("train", None) or {})
+    train_grid = {key: _values(train_table, key, "train") for key in _TRAIN_GRID_KEYS}
+    base_train = from_table(TrainSettings, train_table, "train")
     optimizer_tables = table.pop("optimizer", {})
     study = from_table(StudySettings, table, "profile")
     if not isinstance(optimizer_tables, dict):
@@ -194,15 +261,48 @@ def parse_profile(name: str, path: Path, table: dict[str, Any]) -> Profile:
     extra = sorted(set(optimizer_tables) - set(study.optimizers))
     if extra:
         raise SettingsError(f"optimizer.{extra[0]}: configured but not listed in optimizers = {list(study.optimizers)}")
-    optimizers = {}
-    for name_ in study.optimizers:
-        hyper = dict(optimizer_tables.get(name_, {}))
+    runs, grids, firsts = [], {}, {}
+    for opt_index, opt_name in enumerate(study.optimizers):
+        hyper = dict(optimizer_tables.get(opt_name) or {})
+        if not isinstance(hyper, dict):
+            raise SettingsError(f"optimizer.{opt_name}: expected a table")
         if "name" in hyper:
-            raise SettingsError(f"optimizer.{name_}: the key 'name' is implied by the table name")
-        optimizers[name_] = from_table(OptimizerConfig, {"name": name_, **hyper}, f"optimizer.{name_}")
-    runs = tuple(
-        RunConfig(study.dataset, study.model, optimizers[o], seed, sections["train"], study.dtype, study.n_train, study.n_test)
-        for o in study.optimizers
-        for seed in study.seeds
-    )
-    return Profile(name=name, path=path, study=study, optimizers=optimizers, runs=runs, **sections)
+            raise SettingsError(f"optimizer.{opt_name}: the key 'name' is implied by the table name")
+        where = f"optimizer.{opt_name}"
+        grid = {key: _values(hyper, key, where) for key in _OPTIMIZER_GRID_KEYS}
+        grid["batch_size"] = grid["batch_size"] or train_grid["batch_size"] or [base_train.batch_size]
+        grid["label_noise"] = train_grid["label_noise"] or [base_train.label_noise]
+        configs = []
+        for lr, wd in itertools.product(grid["lr"] or [None], grid["weight_decay"] or [0.0]):
+            configs.append(from_table(OptimizerConfig, {"name": opt_name, **hyper, "lr": lr, "weight_decay": wd}, where))
+        trains = [from_table(TrainSettings, {**train_table, "batch_size": b, "label_noise": n}, "train")
+                  for b, n in itertools.product(grid["batch_size"], grid["label_noise"])]
+        grids[opt_name] = {
+            "lr": sorted({c.lr for c in configs}),
+            "weight_decay": sorted({c.weight_decay for c in configs}),
+            "batch_size": list(grid["batch_size"]),
+            "label_noise": list(grid["label_noise"]),
+        }
+        firsts[opt_name] = configs[0]
+        for config, train in itertools.product(configs, trains):
+            levels = (
+                ("optimizer", opt_index),
+                ("lr", grids[opt_name]["lr"].index(config.lr)),
+                ("batch_size", grids[opt_name]["batch_size"].index(train.batch_size)),
+                ("weight_decay", grids[opt_name]["weight_decay"].index(config.weight_decay)),
+                ("label_noise", grids[opt_name]["label_noise"].index(train.label_noise)),
+            )
+            for seed in study.seeds:
+                runs.append(RunConfig(study.dataset, study.model, config, seed, train, study.dtype,
+                                      study.n_train, study.n_test, study.data_seed, levels))
+    axes = tuple(axis for axis in AXES if _varies(axis, study, grids))
+    return Profile(name=name, ref=ref or name, path=path, study=study, train=base_train, optimizers=firsts,
+                   runs=tuple(runs), axes=axes, grid=grids, **sections)
+
+
+def _varies(axis: str, study: StudySettings, grids: dict[str, dict[str, list]]) -> bool:
+    if axis == "optimizer":
+        return len(study.optimizers) > 1
+    if axis == "lr":
+        return any(len(g["lr"]) > 1 for g in grids.values())
+    return len({v for g in grids.values() for v in g[axis]}) > 1 or any(len(g[axis]) > 1 for g in grids.values())

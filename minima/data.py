@@ -9,8 +9,15 @@ Sources, tried in order:
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` IDX files or a user directory.
 
 The provisioned arrays are cached as `data/<dataset>/arrays.npz` (uint8 images, int64 labels)
-with a manifest of their SHA-256; every load re-checks them, so a corrupted cache is an error,
-not a silently different study.
+with a manifest of their SHA-256. Every load re-checks them against the manifest and the known
+checksums of the data set (MNIST: the canonical arrays; Fashion-MNIST: the arrays as loaded from
+Debian's package), and labels must lie in 0..9: a damaged cache is moved aside and provisioned
+again by `data`/`plan`, and is an error anywhere else, never a silently different study.
+
+Training subsets: `n_train` images drawn class-stratified (each class in proportion to its share
+of the split, largest remainders first) with the profile's `data_seed`, the same subset for every
+run of a profile; `label_noise` then replaces that fraction of the subset's labels by a different
+class drawn uniformly (seeded), as in Zhang et al. 2017 and Jiang et al. 2020.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ import io
 import os
 import pickle
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from minima.io import MinimaError, read_json, write_bytes, write_json
+from minima.io import CorruptFile, MinimaError, move_aside, read_json, write_bytes, write_json
 from minima.models import variant
 
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -47,7 +55,18 @@ KNOWN_SHA256 = {
         "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
         "test_labels": "2fd8de6bdb8d11780b4b96dc57847bcfe6953f7c32aa48bfcd8237c3b7847243",
     },
+    # As loaded from Debian's dataset-fashion-mnist (the four IDX files, gzipped).
+    "fashion-mnist": {
+        "train_images": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+        "train_labels": "e3245b63f7c40d1c8b652835f19744d970c1613b40ddac6bcfc87b9c46e16a0b",
+        "test_images": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+        "test_labels": "d51d859896c55775b9e9e219b77ff03bcec1b6ac322f313544dc3f9e7bc94fae",
+    },
 }
+# How the owners write the names, for the report.
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+SPLIT_SIZES = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000)}
+N_CLASSES = 10
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 FASHION_DEBIAN_PACKAGE = "dataset-fashion-mnist"
 
@@ -205,29 +224,64 @@ def acquire(dataset: str, user_dir: Path | None, cache: Path) -> RawData:
 
 
 def _check_arrays(dataset: str, arrays: dict[str, np.ndarray], origin: str) -> dict[str, str]:
+    """SHA-256 of the arrays after checking labels and the known checksums of the data set."""
+    for key in ("train_labels", "test_labels"):
+        labels = arrays[key]
+        if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
+            raise MinimaError(f"{origin}: {dataset} {key} must lie in 0..{N_CLASSES - 1}, found {int(labels.min())}..{int(labels.max())}")
     sums = {key: array_sha256(arrays[key]) for key in ARRAYS}
-    expected = KNOWN_SHA256.get(dataset)
-    if expected:
-        for key in ARRAYS:
-            if sums[key] != expected[key]:
-                raise MinimaError(f"{origin}: checksum mismatch for {dataset} {key} (got {sums[key][:12]}..., expected {expected[key][:12]}...)")
+    expected = KNOWN_SHA256[dataset]
+    for key in ARRAYS:
+        if sums[key] != expected[key]:
+            raise MinimaError(f"{origin}: checksum mismatch for {dataset} {key} (got {sums[key][:12]}..., expected {expected[key][:12]}...)")
     return sums
 
 
-def provision(dataset: str, data_root: Path, user_dir: Path | None = None) -> dict:
-    """Write data/<dataset>/arrays.npz and manifest.json once; later calls only verify."""
-    directory = data_root / dataset
-    manifest_path = directory / "manifest.json"
-    if manifest_path.exists() and (directory / "arrays.npz").exists():
-        return read_json(manifest_path)
-    raw = acquire(dataset, user_dir, directory)
+def _write_cache(dataset: str, directory: Path, raw: RawData) -> dict:
     sums = _check_arrays(dataset, raw.arrays, raw.source)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **raw.arrays)
     write_bytes(directory / "arrays.npz", buffer.getvalue())
-    manifest = {"dataset": dataset, "source": raw.source, "sha256": sums, "n_train": len(raw.arrays["train_labels"]), "n_test": len(raw.arrays["test_labels"])}
-    write_json(manifest_path, manifest)
+    manifest = {"dataset": dataset, "source": raw.source, "sha256": sums,
+                "n_train": len(raw.arrays["train_labels"]), "n_test": len(raw.arrays["test_labels"])}
+    write_json(directory / "manifest.json", manifest)
     return manifest
+
+
+def provision(dataset: str, data_root: Path, user_dir: Path | None = None) -> dict:
+    """Provision data/<dataset>/ once, and verify it on every later call.
+
+    A damaged cache is moved aside (`*.corrupt`) and provisioned again, with one line saying so.
+    An explicit `user_dir` is always read and checked: its arrays must be the data set's (the
+    known checksums), so they can only agree with a valid cache; the manifest then names it.
+    """
+    directory = data_root / dataset
+    if user_dir is not None:
+        raw = acquire(dataset, user_dir, directory)
+        sums = _check_arrays(dataset, raw.arrays, raw.source)
+        cached = _verified_cache(dataset, directory)
+        if cached is not None and cached["sha256"] == sums and cached["source"] == raw.source:
+            return cached
+        return _write_cache(dataset, directory, raw)
+    cached = _verified_cache(dataset, directory)
+    if cached is not None:
+        return cached
+    return _write_cache(dataset, directory, acquire(dataset, None, directory))
+
+
+def _verified_cache(dataset: str, directory: Path) -> dict | None:
+    """The manifest of a cache that passes every check; a damaged one is moved aside (None)."""
+    if not (directory / "arrays.npz").exists() and not (directory / "manifest.json").exists():
+        return None
+    try:
+        _, manifest = load_arrays(dataset, directory.parent)
+        return manifest
+    except MinimaError as exc:
+        for name in ("arrays.npz", "manifest.json"):
+            if (directory / name).exists():
+                move_aside(directory / name)
+        print(f"minima: {exc}; moved the cache aside and provisioning {dataset} again", file=sys.stderr)
+        return None
 
 
 def load_arrays(dataset: str, data_root: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -235,17 +289,57 @@ def load_arrays(dataset: str, data_root: Path) -> tuple[dict[str, np.ndarray], d
     manifest_path, arrays_path = directory / "manifest.json", directory / "arrays.npz"
     if not arrays_path.exists() or not manifest_path.exists():
         raise MinimaError(f"{dataset} is not provisioned in {directory}: run `python -m minima data --profile <name>` (or make all)")
-    manifest = read_json(manifest_path)
+    manifest = read_json(manifest_path, require=("source", "sha256"))
     try:
         with np.load(arrays_path) as npz:
             arrays = {key: npz[key] for key in ARRAYS}
     except Exception as exc:
-        raise MinimaError(f"corrupt data cache {arrays_path}: {type(exc).__name__}; delete {directory} and rerun") from exc
+        raise CorruptFile(arrays_path, f"unreadable data cache ({type(exc).__name__})") from exc
     sums = {key: array_sha256(arrays[key]) for key in ARRAYS}
     if sums != manifest.get("sha256"):
-        raise MinimaError(f"corrupt data cache {arrays_path}: SHA-256 differs from its manifest; delete {directory} and rerun")
+        raise CorruptFile(arrays_path, "SHA-256 differs from its manifest")
     _check_arrays(dataset, arrays, str(arrays_path))
     return arrays, manifest
+
+
+# ---- training subsets and label noise ------------------------------------------------------
+
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of n items whose class counts follow the classes' shares of `labels`.
+
+    Each class c gets floor(n p_c) items, the remaining ones go to the classes with the largest
+    remainders (ties: lower class first); within a class the items are a seeded random draw.
+    n >= len(labels) selects everything.
+    """
+    labels = np.asarray(labels)
+    if n <= 0 or n >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n * counts / counts.sum()
+    quota = np.floor(exact).astype(int)
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - quota[i]), i))
+    for i in order[: n - quota.sum()]:
+        quota[i] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen))
+
+
+def flip_labels(labels: np.ndarray, fraction: float, seed: int, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy labels, flipped positions): round(fraction n) positions get another class, uniformly."""
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(round(fraction * len(labels)))
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the subset draw does not shift it
+    positions = np.sort(rng.choice(len(labels), size=k, replace=False))
+    offsets = rng.integers(1, n_classes, size=k)  # 1..C-1: never the true class
+    noisy = labels.copy()
+    noisy[positions] = (labels[positions] + offsets) % n_classes
+    return noisy, positions
+
+
+def digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.int64).tobytes()).hexdigest()
 
 
 # ---- preprocessing -------------------------------------------------------------------------
@@ -290,12 +384,38 @@ def load_dataset(dataset: str, model_variant: str, data_root: Path, *, dtype: to
     )
 
 
-def subset_indices(n_total: int, n_samples: int, seed: int) -> list[int] | None:
-    """A fixed, seeded subset shared by all runs of a profile (None = the whole set)."""
-    if n_samples <= 0 or n_samples >= n_total:
-        return None
-    generator = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(n_total, generator=generator)[:n_samples].tolist())
+@dataclass(frozen=True)
+class Subset:
+    """The images a run trains (or is tested) on: a stratified subset, labels possibly flipped."""
+
+    split: Split
+    indices: np.ndarray | None  # into the full split; None = all of it
+    flipped: np.ndarray  # positions within the subset whose label was replaced
+    indices_sha256: str | None
+
+    def record(self) -> dict:
+        """What config/metrics JSON records of the subset (indices only when it is one)."""
+        return {
+            "n": len(self.split.y),
+            "indices": None if self.indices is None else self.indices.tolist(),
+            "indices_sha256": self.indices_sha256,
+            "flipped": self.flipped.tolist(),
+        }
+
+
+def select(split: Split, n: int, seed: int, label_noise: float = 0.0) -> Subset:
+    """The class-stratified subset of n items (0: all), then `label_noise` of its labels flipped."""
+    labels = split.y.cpu().numpy()
+    indices = None if n <= 0 or n >= len(labels) else stratified_indices(labels, n, seed)
+    x, y = split.x, labels
+    if indices is not None:
+        index = torch.as_tensor(indices, device=split.x.device)
+        x, y = split.x[index], labels[indices]
+    flipped = np.zeros(0, dtype=np.int64)
+    if label_noise > 0:
+        y, flipped = flip_labels(y, label_noise, seed)
+    chosen = Split(x, torch.as_tensor(y, dtype=torch.long, device=split.y.device))
+    return Subset(chosen, indices, flipped, None if indices is None else digest(indices))
 
 
 def default_data_dir() -> Path | None:

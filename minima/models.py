@@ -88,10 +88,7 @@ def build_model(
     variant_name: str, *, seed: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
 ) -> LeNet5:
     """A freshly initialized LeNet-5; the seed alone decides the weights (PyTorch default init)."""
-    generator_state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # no global side effect for the caller
         torch.manual_seed(seed)
         model = LeNet5(variant(variant_name))
-    finally:
-        torch.random.set_rng_state(generator_state)  # no global side effect for the caller
     return model.to(device=device, dtype=dtype)

@@ -45,9 +45,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence
 
 import torch
+from pydantic import Field
+
+from minima.settings import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, settings
 
 Params = dict[str, torch.Tensor]  # name -> stacked tensor [K, *shape]
 Objective = Callable[[Params], tuple[torch.Tensor, Any]]  # params -> (losses [K], aux)
@@ -75,7 +78,7 @@ _RELEVANT = {
 }
 
 
-@dataclass(frozen=True)
+@settings
 class OptimizerConfig:
     """One optimizer and its hyperparameters.
 
@@ -85,64 +88,31 @@ class OptimizerConfig:
     (the paper); momentum 0.9 (plain `sgd` has none). After construction they are floats.
     """
 
-    name: str = "sgd"
-    lr: float | None = None
-    momentum: float | None = None
+    name: Literal["sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam"] = "sgd"
+    lr: PositiveFloat | None = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float | None = None
-    weight_decay: float = 0.0
-    lr_decay: float = 0.0  # adagrad
-    initial_accumulator_value: float = 0.0  # adagrad
-    hessian_power: float = 1.0  # adahessian
-    update_each: int = 1  # adahessian
-    rho: float = 0.05  # sam
-    sam_base: str = "sgd_momentum"  # sam
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    eps: PositiveFloat | None = None
+    weight_decay: NonNegativeFloat = 0.0
+    lr_decay: NonNegativeFloat = 0.0  # adagrad
+    initial_accumulator_value: NonNegativeFloat = 0.0  # adagrad
+    hessian_power: Annotated[float, Field(ge=0, le=1)] = 1.0  # adahessian
+    update_each: PositiveInt = 1  # adahessian
+    rho: PositiveFloat = 0.05  # sam
+    sam_base: Literal["sgd", "sgd_momentum", "adagrad", "adam"] = "sgd_momentum"  # sam
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.sam_base not in SAM_BASES:
-            raise ValueError(f"sam_base: unknown base optimizer {self.sam_base!r}; choose one of {', '.join(SAM_BASES)}")
         rule = self.base
-        self._resolve("lr", _DEFAULT_LR[rule])
-        self._resolve("eps", _DEFAULT_EPS.get(rule, 1e-8))
-        if rule == "sgd" and self.momentum not in (None, 0, 0.0):
+        if rule == "sgd" and self.momentum not in (None, 0.0):
             raise ValueError(f"momentum: plain 'sgd' has no momentum (got {self.momentum}); use 'sgd_momentum'")
-        self._resolve("momentum", 0.0 if rule == "sgd" else _DEFAULT_MOMENTUM)
-        for name in ("weight_decay", "lr_decay", "initial_accumulator_value", "hessian_power", "rho"):
-            self._resolve(name, 0.0)
-        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        _check(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
-        _check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
-        _check(isinstance(self.nesterov, bool), "nesterov", f"must be true or false, got {self.nesterov!r}")
-        _check(not self.nesterov or self.momentum > 0, "nesterov", "needs momentum > 0")
-        self._check_betas()
-        _check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(self.lr_decay >= 0, "lr_decay", f"must be >= 0, got {self.lr_decay}")
-        _check(self.initial_accumulator_value >= 0, "initial_accumulator_value", "must be >= 0")
-        _check(0 <= self.hessian_power <= 1, "hessian_power", f"must be in [0, 1], got {self.hessian_power}")
-        _check(
-            isinstance(self.update_each, int) and not isinstance(self.update_each, bool) and self.update_each >= 1,
-            "update_each",
-            f"must be an integer >= 1, got {self.update_each!r}",
-        )
-        _check(self.rho > 0, "rho", f"must be > 0, got {self.rho}")
-
-    def _resolve(self, field: str, default: float) -> None:
-        value = getattr(self, field)
-        if value is None:
-            value = default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{field}: must be a finite number, got {value!r}")
-        object.__setattr__(self, field, float(value))
-
-    def _check_betas(self) -> None:
-        betas = self.betas
-        ok = isinstance(betas, (tuple, list)) and len(betas) == 2
-        ok = ok and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)
-        _check(ok and all(0 <= b < 1 for b in betas), "betas", f"must be two numbers in [0, 1), got {betas!r}")
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        defaults = {"lr": _DEFAULT_LR[rule], "eps": _DEFAULT_EPS.get(rule, 1e-8),
+                    "momentum": 0.0 if rule == "sgd" else _DEFAULT_MOMENTUM}
+        for field, default in defaults.items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, float(default))
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: needs momentum > 0")
 
     @property
     def base(self) -> str:
@@ -155,12 +125,9 @@ class OptimizerConfig:
         if self.name == "sam":
             out = {"rho": self.rho, "sam_base": self.sam_base}
         out.update({name: getattr(self, name) for name in _RELEVANT[self.base]})
+        if isinstance(out.get("betas"), tuple):
+            out["betas"] = list(out["betas"])
         return out
-
-
-def _check(ok: bool, field: str, message: str) -> None:
-    if not ok:
-        raise ValueError(f"{field}: {message}")
 
 
 @dataclass(frozen=True)

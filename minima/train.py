@@ -1,46 +1,44 @@
-"""Training stage: LeNet-5 runs, one directory each, resumable, optionally many seeds at once.
+"""Training stage: LeNet-5 runs trained to a minimum, one directory each, resumable.
 
-A run is (variant, optimizer config, seed). The seed decides the initial weights (via
-`build_model`), the batch order (a CPU generator seeded with `seed`) and AdaHessian's probes
-(a generator on the training device seeded with `seed + 2**40`, a separate stream so that
-switching shuffling on or off does not change the probes). Same seed, same weights on CPU.
+A run is (variant, optimizer config, seed) on the profile's training set. The seed decides the
+initial weights (`build_model`), the batch order (a CPU generator seeded with `seed`) and
+AdaHessian's probes (a generator on the training device seeded with `seed + 2**40`).
+
+Stop rule (Jiang et al. 2020 train every model to the same cross-entropy before measuring it):
+at each epoch end the mean cross-entropy over the whole training set is evaluated at the
+current weights (model in eval mode). The first epoch where it is <= `stop_loss` is the run's
+`epochs_to_fit` and the run is `converged`; with `stop_early` (the default) it stops there.
+A run that reaches `max_epochs` without it is `converged = false`: it is reported, and the
+analysis leaves it out of every correlation. (`stop_early = false` trains all `max_epochs`,
+as the original study did, and still records when the threshold was first met.)
 
 Seeds trained together (`stack_seeds`): the K runs of one optimizer config keep their
-parameters stacked along a leading axis, the forward pass is
-`torch.func.vmap(functional_call)` over that axis (each model on its own minibatch, gathered
-with its own permutation), and the optimizer step is vectorized over it
-(`minima.optimizers`). Models never interact, so a stacked run equals K separate runs up to
-floating-point reassociation.
+parameters stacked along a leading axis, the forward pass is `vmap(functional_call)` over it
+(each model on its own minibatch), and the optimizer step is vectorized over it
+(`minima.optimizers`). A model leaves the stack when it converges or diverges; the others go
+on. Models never interact, so a stacked run equals K separate runs up to rounding.
 
-Per run, written atomically into its directory: `checkpoint.pt` (parameters, optimizer
-state, generator states, epoch, history) every `checkpoint_every` epochs, so a killed run
-resumes where its checkpoint left it and ends with the same weights as an uninterrupted one
-(bit for bit when the runs of a stack were checkpointed at the same epoch; a stack killed
-between its runs' checkpoints resumes as smaller stacks, equal up to rounding);
-`metrics.json` after every epoch; at the end `model.pt`, a plain LeNet-5 state_dict, after
-which the checkpoint is removed.
-
-metrics.json: {"status": "running" | "ok" | "diverged", "diverged_epoch": int | null,
-"epochs_completed": epochs behind the saved weights, "history": per epoch {"epoch",
-"train_loss" and "train_accuracy" (means over the epoch's minibatches, weighted by batch
-size, at the weights each batch saw), "test_loss", "test_accuracy" (end of epoch),
-"gradient_norm" (mean minibatch gradient norm), "lr", "wall_time" (seconds of training in
-that epoch, evaluation excluded; shared by the models of a stack), "models_in_step"},
-"final": loss and accuracy on the full training and test sets at the saved weights, or null}.
-Non-finite numbers are written as null.
+Per run, written atomically: `checkpoint.pt` (see `minima.checkpoints`), `metrics.json` after
+every epoch, and at the end `model.pt` (a plain LeNet-5 state_dict); then the checkpoint is
+removed. metrics.json: {"status": "running" | "ok" | "diverged", "converged", "epochs_to_fit",
+"stop_reason", "diverged_epoch", "epochs_completed", "history": per epoch {"epoch",
+"train_loss"/"train_accuracy" (means over the epoch's minibatches), "full_train_loss"/
+"full_train_accuracy" (whole training set at the epoch's end), "test_loss"/"test_accuracy"
+(every `test_every` epochs, else null), "gradient_norm" (mean minibatch gradient norm), "lr",
+"wall_time" (training only), "models_in_step"}, "final": full training and test loss and
+accuracy, `weight_norm` ||w||_2, `distance_from_init` ||w - w0||_2 and per-layer weight norms
+at the saved weights}. Non-finite numbers are written as null.
 
 Divergence: after each epoch a model whose training loss or parameters are not finite is
-marked diverged at that epoch, leaves the stack, and keeps the weights it had at the start of
-that epoch (its last finite ones); the others go on.
+marked diverged at that epoch and keeps the weights it had at the start of that epoch.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,79 +48,43 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from minima import io, optimizers
-from minima.models import VARIANTS, build_model, variant
-from minima.objective import evaluate, frozen_copy, params_of
+from minima.checkpoints import RunState, TrainJob, TrainOutcome, finished_outcome, save_checkpoint, start
+from minima.models import LAYERS, build_model, variant
+from minima.objective import evaluate, frozen_copy
 from minima.optimizers import OptimizerConfig, OptimizerState, Params
 from minima.paths import CHECKPOINT_PT, METRICS_JSON, MODEL_PT
+from minima.settings import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt, settings
+from minima.tensors import save_torch
 
-_PROBE_STREAM = 2**40  # offset of the probe generator's seed from the batch-order generator's
-_CHECKPOINT_FORMAT = 1
+__all__ = ["TrainJob", "TrainOutcome", "TrainSettings", "train", "finished_outcome", "batch_objective"]
 
 
-@dataclass(frozen=True)
+@settings
 class TrainSettings:
-    epochs: int = 10
-    batch_size: int = 128
+    max_epochs: PositiveInt = 100
+    stop_loss: NonNegativeFloat = 0.01  # full-training-set cross-entropy that counts as fitted
+    stop_early: bool = True  # False: train all max_epochs (the original study), convergence still recorded
+    batch_size: PositiveInt = 128
+    label_noise: Fraction = 0.0  # fraction of training labels replaced by another class (seeded)
     shuffle: bool = True  # False: batches in the fixed order 0..N-1, as the original study
     stack_seeds: bool = False  # train the seeds of one optimizer config at once (vmap)
-    eval_chunk: int = 5000
-    checkpoint_every: int = 1  # epochs
+    test_every: NonNegativeInt = 1  # evaluate the test set every n epochs; 0: only at the end
+    eval_chunk: PositiveInt = 5000
+    checkpoint_every: PositiveInt = 1  # epochs
 
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_chunk", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}: must be an integer > 0, got {value!r}")
-        for name in ("shuffle", "stack_seeds"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+    def trajectory(self) -> dict[str, Any]:
+        """What decides the weights after each epoch: a checkpoint must agree on it to resume."""
+        return {"batch_size": self.batch_size, "shuffle": self.shuffle, "stop_loss": self.stop_loss,
+                "stop_early": self.stop_early}
 
-
-@dataclass(frozen=True)
-class TrainJob:
-    run_dir: Path
-    variant: str  # "modern" | "seed"
-    optimizer: OptimizerConfig
-    seed: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "run_dir", Path(self.run_dir))
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant: unknown model variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
-        if not isinstance(self.optimizer, OptimizerConfig):
-            raise ValueError(f"optimizer: must be an OptimizerConfig, got {type(self.optimizer).__name__}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: must be an integer >= 0, got {self.seed!r}")
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide a run's trained weights (its hash); bookkeeping is left out."""
+        return {**self.trajectory(), "max_epochs": self.max_epochs, "label_noise": self.label_noise,
+                "stack_seeds": self.stack_seeds}
 
 
 @dataclass(frozen=True)
-class TrainOutcome:
-    run_dir: Path
-    status: str  # "ok" | "diverged"
-    diverged_epoch: int | None
-    epochs_completed: int  # epochs behind the saved weights
-    train_loss: float | None  # full training set, final weights; None where not finite
-    train_accuracy: float | None
-    test_loss: float | None
-    test_accuracy: float | None
-    skipped: bool  # True when the run was already finished on disk
-
-
-@dataclass
-class _Run:
-    """Working state of one run while it trains (ours alone, never the caller's)."""
-
-    job: TrainJob
-    params: Params  # stacked with K = 1
-    state: OptimizerState
-    order: torch.Generator
-    probes: torch.Generator
-    history: list[dict]
-    epoch: int
-
-
-@dataclass(frozen=True)
-class _Data:
+class TrainData:
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
@@ -139,23 +101,28 @@ def train(
     *,
     device: str | torch.device,
     dtype: torch.dtype,
-    progress: bool = True,
+    progress: bool = False,
+    log: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> list[TrainOutcome]:
     """Train (or resume, or skip) every job; outcomes in the order of `jobs`.
 
     With `settings.stack_seeds`, jobs sharing variant, optimizer config and resume epoch are
-    trained as one stack; otherwise one after another.
+    trained as one stack; otherwise one after another. `progress`: a bar per epoch (terminals);
+    `log`: one plain line per epoch on stderr. `record`: extra fields for every metrics.json
+    (the pipeline records which images the run trained on).
     """
     device = torch.device(device)
-    _check_distinct(jobs)
-    data = _Data(
+    if len({job.run_dir for job in jobs}) != len(jobs):
+        raise ValueError("jobs: a run_dir appears more than once")
+    data = TrainData(
         train_x.to(device=device, dtype=dtype),
         train_y.to(device=device, dtype=torch.long),
         test_x.to(device=device, dtype=dtype),
         test_y.to(device=device, dtype=torch.long),
     )
     outcomes: dict[Path, TrainOutcome] = {}
-    pending: list[_Run] = []
+    pending: list[RunState] = []
     for job in jobs:
         _check_images(data, job.variant)
         finished = finished_outcome(job.run_dir)
@@ -163,22 +130,15 @@ def train(
             (job.run_dir / CHECKPOINT_PT).unlink(missing_ok=True)
             outcomes[job.run_dir] = finished
         else:
-            pending.append(_start(job, settings, device, dtype))
+            pending.append(start(job, settings.trajectory(), device, dtype))
+    extra = dict(record or {})
     for group in _groups(pending, settings):
-        for run, outcome in _train_group(group, settings, data, progress):
+        for run, outcome in _train_group(group, settings, data, progress, log, extra):
             outcomes[run.job.run_dir] = outcome
     return [outcomes[job.run_dir] for job in jobs]
 
 
-def _check_distinct(jobs: Sequence[TrainJob]) -> None:
-    seen: set[Path] = set()
-    for job in jobs:
-        if job.run_dir in seen:
-            raise ValueError(f"jobs: run_dir {job.run_dir} appears more than once")
-        seen.add(job.run_dir)
-
-
-def _check_images(data: _Data, variant_name: str) -> None:
+def _check_images(data: TrainData, variant_name: str) -> None:
     side = variant(variant_name).input_size
     for name in ("train_x", "test_x"):
         x = getattr(data, name)
@@ -186,123 +146,16 @@ def _check_images(data: _Data, variant_name: str) -> None:
             raise ValueError(f"{name}: variant {variant_name!r} needs images [N, 1, {side}, {side}], got {list(x.shape)}")
 
 
-def _groups(runs: list[_Run], settings: TrainSettings) -> list[list[_Run]]:
+def _groups(runs: list[RunState], settings: TrainSettings) -> list[list[RunState]]:
     if not settings.stack_seeds:
         return [[run] for run in runs]
-    groups: dict[tuple, list[_Run]] = {}
+    groups: dict[tuple, list[RunState]] = {}
     for run in runs:
         groups.setdefault((run.job.variant, run.job.optimizer, run.epoch), []).append(run)
     return list(groups.values())
 
 
-# ---- starting and resuming ---------------------------------------------------------------
-
-
-def finished_outcome(run_dir: Path) -> TrainOutcome | None:
-    """The outcome of a run already finished on disk, or None."""
-    run_dir = Path(run_dir)
-    if not (run_dir / MODEL_PT).exists() or not (run_dir / METRICS_JSON).exists():
-        return None
-    metrics = io.read_json(run_dir / METRICS_JSON)
-    if metrics.get("status") not in ("ok", "diverged"):
-        return None
-    final = metrics.get("final") or {}
-    return TrainOutcome(
-        run_dir=run_dir,
-        status=metrics["status"],
-        diverged_epoch=metrics.get("diverged_epoch"),
-        epochs_completed=metrics["epochs_completed"],
-        train_loss=final.get("train_loss"),
-        train_accuracy=final.get("train_accuracy"),
-        test_loss=final.get("test_loss"),
-        test_accuracy=final.get("test_accuracy"),
-        skipped=True,
-    )
-
-
-def _job_record(job: TrainJob) -> dict[str, Any]:
-    # a JSON round trip turns tuples into lists, as they come back from a checkpoint
-    return json.loads(json.dumps({"variant": job.variant, "seed": job.seed, "optimizer": asdict(job.optimizer)}))
-
-
-def _trajectory_settings(settings: TrainSettings) -> dict[str, Any]:
-    """The settings a resumed run must share with its checkpoint (epochs may grow)."""
-    return {"batch_size": settings.batch_size, "shuffle": settings.shuffle}
-
-
-def _start(job: TrainJob, settings: TrainSettings, device: torch.device, dtype: torch.dtype) -> _Run:
-    if (job.run_dir / CHECKPOINT_PT).exists():
-        return _resume(job, settings, device, dtype)
-    return _fresh(job, device, dtype)
-
-
-def _fresh(job: TrainJob, device: torch.device, dtype: torch.dtype) -> _Run:
-    model = build_model(job.variant, seed=job.seed, dtype=dtype, device=device)
-    params = {n: p.unsqueeze(0) for n, p in params_of(model).items()}
-    return _Run(
-        job=job,
-        params=params,
-        state=optimizers.init_state(job.optimizer, params),
-        order=torch.Generator().manual_seed(job.seed),
-        probes=torch.Generator(device=device).manual_seed(job.seed + _PROBE_STREAM),
-        history=[],
-        epoch=0,
-    )
-
-
-def _resume(job: TrainJob, settings: TrainSettings, device: torch.device, dtype: torch.dtype) -> _Run:
-    path = job.run_dir / CHECKPOINT_PT
-    ckpt = io.load_torch(path)
-    expected = {
-        "format": _CHECKPOINT_FORMAT,
-        "job": _job_record(job),
-        "settings": _trajectory_settings(settings),
-        "dtype": str(dtype),
-        "device_type": device.type,
-    }
-    for key, value in expected.items():
-        if ckpt.get(key) != value:
-            raise io.MinimaError(
-                f"checkpoint {path} was written for {key}={ckpt.get(key)!r}, this run has {value!r}; delete it to retrain"
-            )
-    if ckpt["epoch"] > settings.epochs:
-        raise io.MinimaError(f"checkpoint {path} is at epoch {ckpt['epoch']}, beyond epochs={settings.epochs}")
-
-    def stacked(tensors: dict[str, torch.Tensor]) -> Params:
-        return {n: t.to(device=device, dtype=dtype).unsqueeze(0) for n, t in tensors.items()}
-
-    order = torch.Generator()
-    order.set_state(ckpt["order_generator"])
-    probes = torch.Generator(device=device)
-    probes.set_state(ckpt["probe_generator"])
-    state = OptimizerState(ckpt["optimizer_step"], {b: stacked(v) for b, v in ckpt["optimizer_buffers"].items()})
-    return _Run(job, stacked(ckpt["params"]), state, order, probes, list(ckpt["history"]), ckpt["epoch"])
-
-
-def _save_checkpoint(run: _Run, settings: TrainSettings, dtype: torch.dtype) -> None:
-    def single(tensors: Params) -> dict[str, torch.Tensor]:
-        return {n: t[0].detach().cpu().clone() for n, t in tensors.items()}
-
-    io.save_torch(
-        run.job.run_dir / CHECKPOINT_PT,
-        {
-            "format": _CHECKPOINT_FORMAT,
-            "job": _job_record(run.job),
-            "settings": _trajectory_settings(settings),
-            "dtype": str(dtype),
-            "device_type": run.probes.device.type,
-            "epoch": run.epoch,
-            "params": single(run.params),
-            "optimizer_step": run.state.step,
-            "optimizer_buffers": {b: single(v) for b, v in run.state.buffers.items()},
-            "order_generator": run.order.get_state(),
-            "probe_generator": run.probes.get_state(),
-            "history": run.history,
-        },
-    )
-
-
-# ---- the training loop -------------------------------------------------------------------
+# ---- one epoch -----------------------------------------------------------------------------
 
 
 def batch_objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, shared: bool) -> optimizers.Objective:
@@ -327,7 +180,7 @@ def batch_objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
 
 @dataclass(frozen=True)
-class _EpochStats:
+class EpochStats:
     loss_sum: torch.Tensor  # [K] sum over samples of the minibatch mean loss
     correct: torch.Tensor  # [K]
     gradient_norm_sum: torch.Tensor  # [K]
@@ -335,17 +188,17 @@ class _EpochStats:
     batches: int
 
 
-def _epoch(
+def run_epoch(
     config: OptimizerConfig,
     model: torch.nn.Module,
     params: Params,
     state: OptimizerState,
-    runs: Sequence[_Run],
-    data: _Data,
+    runs: Sequence[RunState],
+    data: TrainData,
     settings: TrainSettings,
     bar: tqdm,
     limit: int | None = None,
-) -> tuple[Params, OptimizerState, _EpochStats]:
+) -> tuple[Params, OptimizerState, EpochStats]:
     """One pass over the training set (or its first `limit` batches) for every stacked model."""
     n, size = len(data.train_y), settings.batch_size
     device = data.train_x.device
@@ -358,13 +211,13 @@ def _epoch(
     correct = torch.zeros(k, dtype=torch.long, device=device)
     grad_norm = torch.zeros(k, dtype=data.train_x.dtype, device=device)
     samples = batches = 0
-    for start in range(0, n, size):
+    for begin in range(0, n, size):
         if limit is not None and batches >= limit:
             break
         if order is None:
-            xb, yb = data.train_x[start : start + size], data.train_y[start : start + size]
+            xb, yb = data.train_x[begin : begin + size], data.train_y[begin : begin + size]
         else:
-            index = order[:, start : start + size]
+            index = order[:, begin : begin + size]
             xb, yb = data.train_x[index], data.train_y[index]
         objective = batch_objective(model, xb, yb, shared=order is None)
         result = optimizers.step(config, params, state, objective, probes)
@@ -375,13 +228,10 @@ def _epoch(
         grad_norm += result.gradient_norm
         samples, batches = samples + b, batches + 1
         bar.update(1)
-        if not bar.disable and batches % 20 == 0:
-            bar.set_postfix(loss=f"{(loss_sum / samples).mean().item():.4f}")
-    return params, state, _EpochStats(loss_sum, correct, grad_norm, samples, batches)
+    return params, state, EpochStats(loss_sum, correct, grad_norm, samples, batches)
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+# ---- the loop ------------------------------------------------------------------------------
 
 
 def _all_finite(params: Params) -> torch.Tensor:
@@ -393,9 +243,13 @@ def _slice(params: Params, k: int) -> Params:
     return {n: p[k : k + 1] for n, p in params.items()}
 
 
+def _single(params: Params, k: int) -> Params:
+    return {n: p[k] for n, p in params.items()}
+
+
 def _train_group(
-    runs: list[_Run], settings: TrainSettings, data: _Data, progress: bool
-) -> list[tuple[_Run, TrainOutcome]]:
+    runs: list[RunState], settings: TrainSettings, data: TrainData, progress: bool, log: bool, extra: dict[str, Any]
+) -> list[tuple[RunState, TrainOutcome]]:
     first = runs[0].job
     config, dtype = first.optimizer, data.train_x.dtype
     model = frozen_copy(build_model(first.variant, seed=0, dtype=dtype, device=data.train_x.device))
@@ -403,190 +257,136 @@ def _train_group(
     state = optimizers.concat_states([run.state for run in runs])
     active, done = list(runs), []
     n_batches = math.ceil(len(data.train_y) / settings.batch_size)
-    for epoch in range(runs[0].epoch + 1, settings.epochs + 1):
-        label = f"{config.name} seed {first.seed}" if len(active) == 1 else f"{config.name} x{len(active)}"
-        with tqdm(total=n_batches, desc=f"{label} epoch {epoch}/{settings.epochs}", unit="batch",
+    for epoch in range(runs[0].epoch + 1, settings.max_epochs + 1):
+        label = first.label if len(active) == 1 else f"{config.name} x{len(active)}"
+        with tqdm(total=n_batches, desc=f"{label} epoch {epoch}/{settings.max_epochs}", unit="batch",
                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True) as bar:
             started = time.perf_counter()
-            new_params, new_state, stats = _epoch(config, model, params, state, active, data, settings, bar)
+            new_params, new_state, stats = run_epoch(config, model, params, state, active, data, settings, bar)
             ok = (torch.isfinite(stats.loss_sum) & _all_finite(new_params)).tolist()
             wall = time.perf_counter() - started
+        finished: dict[int, int | None] = {}  # position in the stack -> diverged epoch (None: stopped)
         for k, run in enumerate(active):
-            run.history.append(_history_entry(epoch, k, stats, ok[k], model, new_params, data, settings, config, wall))
-            if progress:
-                tqdm.write(_summary_line(run, epoch, settings), file=sys.stderr)
-        keep = [k for k in range(len(active)) if ok[k]]
-        for k in range(len(active)):
+            entry = _history_entry(epoch, k, stats, ok[k], model, new_params, data, settings, config, wall)
+            run.history.append(entry)
+            fitted = entry["full_train_loss"] is not None and entry["full_train_loss"] <= settings.stop_loss
+            if fitted and run.epochs_to_fit is None:
+                run.epochs_to_fit = epoch
+            if log:
+                print(_epoch_line(run, epoch, settings), file=sys.stderr, flush=True)
             if not ok[k]:
-                run = active[k]
+                finished[k] = epoch
+            elif fitted and settings.stop_early:
+                finished[k] = None
+        for k, diverged_epoch in finished.items():
+            run = active[k]
+            if diverged_epoch is not None:  # keep the last finite weights: those before this epoch
                 run.params, run.state = _slice(params, k), optimizers.select_state(state, [k])
-                done.append((run, _finish(run, model, data, settings, diverged_epoch=epoch)))
+            else:
+                run.params, run.state, run.epoch = _slice(new_params, k), optimizers.select_state(new_state, [k]), epoch
+            done.append((run, _finish(run, model, data, settings, extra, diverged_epoch=diverged_epoch)))
+        keep = [k for k in range(len(active)) if k not in finished]
         params, state = optimizers.select(new_params, keep), optimizers.select_state(new_state, keep)
         active = [active[k] for k in keep]
         for k, run in enumerate(active):
             run.params, run.state, run.epoch = _slice(params, k), optimizers.select_state(state, [k]), epoch
-            if epoch % settings.checkpoint_every == 0 or epoch == settings.epochs:
-                _save_checkpoint(run, settings, dtype)
-            io.write_json(run.job.run_dir / METRICS_JSON, _metrics(run, "running", None, run.epoch, None))
+            if epoch % settings.checkpoint_every == 0:
+                save_checkpoint(run, settings.trajectory(), dtype)
+            io.write_json(run.job.run_dir / METRICS_JSON, io.finite_or_none({**_metrics(run, settings, "running", None, None), **extra}))
         if not active:
             break
     for run in active:
-        done.append((run, _finish(run, model, data, settings, diverged_epoch=None)))
+        done.append((run, _finish(run, model, data, settings, extra, diverged_epoch=None)))
     return done
 
 
 def _history_entry(epoch, k, stats, ok, model, params, data, settings, config, wall) -> dict[str, Any]:
-    test_loss = test_accuracy = None
+    full_loss = full_accuracy = test_loss = test_accuracy = None
     if ok:
-        result = evaluate(model, {n: p[k] for n, p in params.items()}, data.test_x, data.test_y, settings.eval_chunk)
-        test_loss, test_accuracy = _finite(result.loss), result.accuracy
+        weights = _single(params, k)
+        on_train = evaluate(model, weights, data.train_x, data.train_y, settings.eval_chunk)
+        full_loss, full_accuracy = io.finite_or_none(on_train.loss), on_train.accuracy
+        if settings.test_every and epoch % settings.test_every == 0:
+            on_test = evaluate(model, weights, data.test_x, data.test_y, settings.eval_chunk)
+            test_loss, test_accuracy = io.finite_or_none(on_test.loss), on_test.accuracy
     return {
         "epoch": epoch,
-        "train_loss": _finite(stats.loss_sum[k].item() / stats.samples),
+        "train_loss": io.finite_or_none(stats.loss_sum[k].item() / stats.samples),
         "train_accuracy": stats.correct[k].item() / stats.samples,
+        "full_train_loss": full_loss,
+        "full_train_accuracy": full_accuracy,
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
-        "gradient_norm": _finite(stats.gradient_norm_sum[k].item() / stats.batches),
+        "gradient_norm": io.finite_or_none(stats.gradient_norm_sum[k].item() / stats.batches),
         "lr": config.lr,
         "wall_time": wall,
         "models_in_step": len(stats.correct),
     }
 
 
-def _summary_line(run: _Run, epoch: int, settings: TrainSettings) -> str:
+def _epoch_line(run: RunState, epoch: int, settings: TrainSettings) -> str:
     h = run.history[-1]
 
     def fmt(value: float | None, spec: str) -> str:
         return "nan" if value is None else format(value, spec)
 
+    test = f", test acc {fmt(h['test_accuracy'], '.4f')}" if h["test_accuracy"] is not None else ""
     return (
-        f"{run.job.optimizer.name} seed {run.job.seed} epoch {epoch}/{settings.epochs}: "
-        f"train loss {fmt(h['train_loss'], '.4f')} acc {h['train_accuracy']:.4f}, "
-        f"test loss {fmt(h['test_loss'], '.4f')} acc {fmt(h['test_accuracy'], '.4f')}, {h['wall_time']:.1f} s"
+        f"{run.job.label} epoch {epoch}/{settings.max_epochs}: train loss {fmt(h['full_train_loss'], '.4f')} "
+        f"(stop at {settings.stop_loss:g}) acc {fmt(h['full_train_accuracy'], '.4f')}{test}, {h['wall_time']:.1f} s"
     )
 
 
-def _metrics(run: _Run, status: str, diverged_epoch: int | None, epochs_completed: int, final: dict | None) -> dict:
+def _stop_reason(run: RunState, settings: TrainSettings, diverged_epoch: int | None) -> str:
+    if diverged_epoch is not None:
+        return f"diverged at epoch {diverged_epoch}"
+    if run.epochs_to_fit is not None:
+        return f"training loss <= {settings.stop_loss:g} at epoch {run.epochs_to_fit}"
+    return f"max_epochs = {settings.max_epochs} reached before the training loss met {settings.stop_loss:g}"
+
+
+def _metrics(run: RunState, settings: TrainSettings, status: str, diverged_epoch: int | None, final: dict | None) -> dict:
+    converged = status == "ok" and run.epochs_to_fit is not None
     return {
         "status": status,
+        "converged": converged,
+        "epochs_to_fit": run.epochs_to_fit,
+        "stop_reason": _stop_reason(run, settings, diverged_epoch) if status != "running" else None,
         "diverged_epoch": diverged_epoch,
-        "epochs_completed": epochs_completed,
+        "epochs_completed": run.epoch if diverged_epoch is None else diverged_epoch - 1,
         "history": run.history,
         "final": final,
     }
 
 
-def _finish(run: _Run, model: torch.nn.Module, data: _Data, settings: TrainSettings, *, diverged_epoch: int | None) -> TrainOutcome:
+def weight_norms(params: Params, initial: Params) -> dict[str, Any]:
+    """||w||_2, ||w - w0||_2 and per-layer weight norms (the layer's weight matrix or kernel)."""
+    flat = torch.cat([p.detach().double().reshape(-1) for p in params.values()])
+    start_ = torch.cat([initial[n].detach().double().reshape(-1).to(flat.device) for n in params])
+    layers = {layer: float(params[f"{layer}.weight"].double().norm()) for layer in LAYERS if f"{layer}.weight" in params}
+    return {"weight_norm": float(flat.norm()), "distance_from_init": float((flat - start_).norm()), "layer_norms": layers}
+
+
+def _finish(run: RunState, model: torch.nn.Module, data: TrainData, settings: TrainSettings, extra: dict[str, Any], *,
+            diverged_epoch: int | None) -> TrainOutcome:
     """Final evaluation on the full sets, then model.pt, then metrics.json, then drop the checkpoint."""
-    params = {n: p[0] for n, p in run.params.items()}
+    params = _single(run.params, 0)
     on_train = evaluate(model, params, data.train_x, data.train_y, settings.eval_chunk)
     on_test = evaluate(model, params, data.test_x, data.test_y, settings.eval_chunk)
+    initial = dict(build_model(run.job.variant, seed=run.job.seed, dtype=torch.float64).named_parameters())
     final = {
-        "train_loss": _finite(on_train.loss),
+        "train_loss": io.finite_or_none(on_train.loss),
         "train_accuracy": on_train.accuracy,
-        "test_loss": _finite(on_test.loss),
+        "test_loss": io.finite_or_none(on_test.loss),
         "test_accuracy": on_test.accuracy,
+        **weight_norms(params, initial),
     }
     status = "ok" if diverged_epoch is None else "diverged"
-    epochs_completed = run.epoch if diverged_epoch is None else diverged_epoch - 1
+    metrics = _metrics(run, settings, status, diverged_epoch, final)
     run_dir = run.job.run_dir
-    io.save_torch(run_dir / MODEL_PT, {n: p.detach().cpu().clone() for n, p in params.items()})
-    io.write_json(run_dir / METRICS_JSON, _metrics(run, status, diverged_epoch, epochs_completed, final))
+    save_torch(run_dir / MODEL_PT, {n: p.detach().cpu().clone() for n, p in params.items()})
+    io.write_json(run_dir / METRICS_JSON, io.finite_or_none({**metrics, **extra}))
     (run_dir / CHECKPOINT_PT).unlink(missing_ok=True)
-    return TrainOutcome(run_dir, status, diverged_epoch, epochs_completed, skipped=False, **final)
-
-
-# ---- benchmark ---------------------------------------------------------------------------
-
-
-def bench_training(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    *,
-    device: str | torch.device,
-    dtype: torch.dtype,
-    n_models: int,
-    n_batches: int,
-    variant_name: str = "modern",
-    batch_size: int = 128,
-) -> list[dict[str, Any]]:
-    """Seconds per model-epoch of SGD training, extrapolated from `n_batches` timed batches.
-
-    Rows: a plain eager nn.Module + torch.optim loop on resident tensors (the reference), the
-    same fed by a CPU DataLoader, our functional path with one model, and our stacked path
-    with `n_models` seeds at once. `ratio` is the eager loop's time over the row's (> 1: faster).
-    """
-    device = torch.device(device)
-    x, y = train_x.to(device=device, dtype=dtype), train_y.to(device=device, dtype=torch.long)
-    epoch_batches = math.ceil(len(y) / batch_size)
-    n_batches = max(1, min(n_batches, len(y) // batch_size - 2))  # timed batches stay inside one epoch
-    work = f"SGD training, LeNet-5 {variant_name}, batch {batch_size}, {device.type} {str(dtype).replace('torch.', '')}"
-    timings = [
-        ("eager nn.Module + torch.optim, resident tensors", 1, _time_eager(x, y, device, dtype, variant_name, batch_size, n_batches, loader=False)),
-        ("eager nn.Module + torch.optim, CPU DataLoader", 1, _time_eager(x, y, device, dtype, variant_name, batch_size, n_batches, loader=True)),
-        ("minima functional step, 1 model", 1, _time_stacked(x, y, device, dtype, variant_name, batch_size, n_batches, 1)),
-        (f"minima stacked vmap step, {n_models} models", n_models, _time_stacked(x, y, device, dtype, variant_name, batch_size, n_batches, n_models)),
-    ]
-    reference = timings[0][2] * epoch_batches / n_batches
-    rows = []
-    for implementation, models, seconds in timings:
-        per_model_epoch = seconds / n_batches * epoch_batches / models
-        rows.append(
-            {
-                "work": work,
-                "implementation": implementation,
-                "seconds_per_model_epoch": per_model_epoch,
-                "ratio": reference / per_model_epoch,
-            }
-        )
-    return rows
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_eager(x, y, device, dtype, variant_name, batch_size, n_batches, *, loader: bool) -> float:
-    model = build_model(variant_name, seed=0, dtype=dtype, device=device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    if loader:
-        dataset = torch.utils.data.TensorDataset(x.cpu(), y.cpu())
-        batches = iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                                   generator=torch.Generator().manual_seed(0)))
-        source = lambda i: tuple(t.to(device) for t in next(batches))  # noqa: E731
-    else:
-        source = lambda i: (x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size])  # noqa: E731
-
-    def one(i: int) -> None:
-        xb, yb = source(i)
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for i in range(2):  # warm-up: allocator, kernels, lazy init
-        one(i)
-    _sync(device)
-    started = time.perf_counter()
-    for i in range(n_batches):
-        one(i + 2)
-    _sync(device)
-    return time.perf_counter() - started
-
-
-def _time_stacked(x, y, device, dtype, variant_name, batch_size, n_batches, n_models) -> float:
-    config = OptimizerConfig("sgd", lr=0.01)
-    settings = TrainSettings(epochs=1, batch_size=batch_size, shuffle=True)
-    runs = [_fresh(TrainJob(Path("."), variant_name, config, seed), device, dtype) for seed in range(n_models)]
-    model = frozen_copy(build_model(variant_name, seed=0, dtype=dtype, device=device))
-    params = optimizers.concat([run.params for run in runs])
-    state = optimizers.concat_states([run.state for run in runs])
-    data = _Data(x, y, x[:1], y[:1])
-    bar = tqdm(disable=True)
-    _epoch(config, model, params, state, runs, data, settings, bar, limit=2)  # warm-up
-    _sync(device)
-    started = time.perf_counter()
-    _epoch(config, model, params, state, runs, data, settings, bar, limit=n_batches)
-    _sync(device)
-    return time.perf_counter() - started
+    return TrainOutcome(run_dir, status, metrics["converged"], run.epochs_to_fit, diverged_epoch,
+                        metrics["epochs_completed"], final["train_loss"], final["train_accuracy"],
+                        final["test_loss"], final["test_accuracy"], skipped=False)

@@ -1,4 +1,5 @@
 import gzip
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +93,30 @@ def test_corrupt_cache_is_detected(provisioned, tmp_path):
     copy.mkdir()
     (copy / "manifest.json").write_bytes((root / "mnist" / "manifest.json").read_bytes())
     (copy / "arrays.npz").write_bytes((root / "mnist" / "arrays.npz").read_bytes()[:1000])
-    with pytest.raises(MinimaError, match="corrupt data cache"):
+    with pytest.raises(MinimaError, match="unreadable data cache"):
         data.load_arrays("mnist", tmp_path)
+
+
+def test_provision_moves_a_corrupt_cache_aside_and_provisions_again(provisioned, tmp_path, capsys):
+    root, manifest = provisioned
+    copy = tmp_path / "mnist"
+    copy.mkdir()
+    (copy / "manifest.json").write_bytes((root / "mnist" / "manifest.json").read_bytes())
+    blob = bytearray((root / "mnist" / "arrays.npz").read_bytes())
+    blob[-5000] ^= 0xFF  # one flipped byte
+    (copy / "arrays.npz").write_bytes(bytes(blob))
+    again = data.provision("mnist", tmp_path)
+    assert again["sha256"] == manifest["sha256"]
+    assert (copy / "arrays.npz.corrupt").exists()
+    assert "moved the cache aside" in capsys.readouterr().err
+    data.load_arrays("mnist", tmp_path)  # verified
+
+
+def test_labels_outside_0_to_9_are_refused():
+    arrays = {"train_images": np.zeros((2, 28, 28), np.uint8), "train_labels": np.array([1, 200]),
+              "test_images": np.zeros((1, 28, 28), np.uint8), "test_labels": np.array([3])}
+    with pytest.raises(MinimaError, match="train_labels must lie in 0..9, found 1..200"):
+        data._check_arrays("fashion-mnist", arrays, "test")
 
 
 def test_preprocessing_per_variant(provisioned):
@@ -109,10 +132,54 @@ def test_preprocessing_per_variant(provisioned):
     assert torch.allclose((modern * 0.3081 + 0.1307), exact, atol=1e-6)
 
 
-def test_subset_indices_are_seeded_and_sorted():
-    a = data.subset_indices(1000, 100, seed=3)
-    assert a == data.subset_indices(1000, 100, seed=3)
-    assert a == sorted(a) and len(set(a)) == 100
-    assert a != data.subset_indices(1000, 100, seed=4)
-    assert data.subset_indices(1000, 0, seed=3) is None
-    assert data.subset_indices(1000, 5000, seed=3) is None
+def test_stratified_subset_follows_the_class_shares(provisioned):
+    root, _ = provisioned
+    labels = data.load_arrays("mnist", root)[0]["train_labels"]
+    indices = data.stratified_indices(labels, 1024, seed=0)
+    counts = np.bincount(labels[indices], minlength=10)
+    exact = 1024 * np.bincount(labels) / len(labels)
+    assert counts.sum() == 1024 and np.all(np.abs(counts - exact) < 1)  # largest remainder: within one
+    assert np.all(np.diff(indices) > 0)  # sorted and distinct
+    assert np.array_equal(indices, data.stratified_indices(labels, 1024, seed=0))
+    assert not np.array_equal(indices, data.stratified_indices(labels, 1024, seed=1))
+    assert len(data.stratified_indices(labels, 0, seed=0)) == len(labels)
+    # a hand-checkable case: 3 of class 0 and 1 of class 1 out of 8 = 6 + 2
+    small = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    assert np.bincount(small[data.stratified_indices(small, 4, seed=0)]).tolist() == [3, 1]
+
+
+def test_label_noise_flips_exactly_that_fraction_to_other_classes():
+    labels = np.arange(1000) % 10
+    noisy, flipped = data.flip_labels(labels, 0.2, seed=0)
+    changed = np.flatnonzero(noisy != labels)
+    assert len(flipped) == 200 and np.array_equal(changed, flipped)
+    assert noisy.min() >= 0 and noisy.max() <= 9
+    assert np.array_equal(noisy, data.flip_labels(labels, 0.2, seed=0)[0])
+    # the new class is uniform over the nine others: each appears about 200/9 times per true class in total
+    assert abs(np.bincount((noisy[flipped] - labels[flipped]) % 10, minlength=10)[0]) == 0
+
+
+def test_fashion_mnist_from_debian_matches_its_known_checksums(tmp_path):
+    if data._debian_fashion_dir() is None:
+        pytest.skip("dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    manifest = data.provision("fashion-mnist", tmp_path)
+    assert manifest["sha256"] == data.KNOWN_SHA256["fashion-mnist"]
+
+
+def test_an_explicit_data_dir_is_always_read_and_checked(provisioned, tmp_path):
+    root, manifest = provisioned
+    arrays, _ = data.load_arrays("mnist", root)
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    for key, stem in data.IDX_NAMES.items():
+        _write_idx(idx / stem, arrays[key].astype(np.uint8), False)
+    cache = tmp_path / "data"
+    shutil.copytree(root / "mnist", cache / "mnist")  # a valid cache from another source
+    named = data.provision("mnist", cache, user_dir=idx)
+    assert named["source"] == f"IDX files in {idx}" and named["sha256"] == manifest["sha256"]
+    # a damaged IDX file is an error even though a valid cache exists: never silently ignored
+    blob = bytearray((idx / "t10k-labels-idx1-ubyte").read_bytes())
+    blob[-1] = (blob[-1] + 1) % 10
+    (idx / "t10k-labels-idx1-ubyte").write_bytes(bytes(blob))
+    with pytest.raises(MinimaError, match="checksum mismatch for mnist test_labels"):
+        data.provision("mnist", cache, user_dir=idx)

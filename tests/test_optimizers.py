@@ -20,13 +20,13 @@ DT = torch.float64
 @pytest.mark.parametrize(
     "kwargs, field",
     [
-        ({"name": "x"}, "optimizer: unknown optimizer 'x'"),
+        ({"name": "x"}, "name: must be one of 'sgd', .*got 'x'"),
         ({"name": "sgd", "lr": 0.0}, "lr:"),
         ({"name": "adam", "lr": -1.0}, "lr:"),
         ({"name": "adam", "lr": float("nan")}, "lr:"),
-        ({"name": "adam", "betas": (0.9, 1.0)}, "betas:"),
-        ({"name": "adam", "betas": (-0.1, 0.9)}, "betas:"),
-        ({"name": "adam", "betas": (0.9,)}, "betas:"),
+        ({"name": "adam", "betas": (0.9, 1.0)}, r"betas\[1\]: must be < 1"),
+        ({"name": "adam", "betas": (-0.1, 0.9)}, r"betas\[0\]: must be >= 0"),
+        ({"name": "adam", "betas": (0.9,)}, r"betas\[1\]: is missing"),
         ({"name": "adam", "eps": 0.0}, "eps:"),
         ({"name": "sgd", "momentum": 0.9}, "momentum:"),
         ({"name": "sgd_momentum", "momentum": 1.0}, "momentum:"),
