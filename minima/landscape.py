@@ -4,12 +4,12 @@ Slices (Li et al. 2018, "Visualizing the loss landscape of neural nets"): the tr
 w + a d (1-D) and w + a d1 + b d2 (2-D), for
 - the top Hessian eigenvectors (unit norm in the whole parameter space, as the original study
   plots them on [-1, 1] and [-2, 2]^2), and
-- filter-normalized random directions: d ~ N(0, I), then every filter d_i (index i along dim 0
-  of a weight: an output channel of a convolution, a row of a linear layer) is rescaled to the
-  norm of the matching weight filter, ||d_i|| <- ||w_i||. This removes the scale ambiguity Dinh
-  et al. point out (a filter scaled by a gets a direction scaled by a). Like Li et al. we leave
-  one-dimensional parameters alone (their `ignore="biasbn"`): bias directions are zero (LeNet-5
-  has no batch norm).
+- filter-normalized directions: a random d ~ N(0, I), or the top eigenvector, with every filter
+  d_i (index i along dim 0 of a weight: an output channel of a convolution, a row of a linear
+  layer) rescaled to the norm of the matching weight filter, ||d_i|| <- ||w_i||. This removes
+  the scale ambiguity Dinh et al. point out (a filter scaled by a gets a direction scaled by a),
+  so slices of different minima compare. Like Li et al. we leave one-dimensional parameters
+  alone (their `ignore="biasbn"`): bias directions are zero (LeNet-5 has no batch norm).
 
 Interpolation (Goodfellow et al. 2015, "Qualitatively characterizing neural network optimization
 problems"): loss and accuracy at (1 - a) w_a + a w_b, with a beyond [0, 1] to show both basins.
@@ -25,46 +25,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Sequence
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from minima.objective import Params, evaluate, flatten, frozen_copy, num_params, unflatten
+from minima.settings import NonNegativeInt, PositiveFloat, settings
 from minima.sharpness.common import CHUNK, prepare
 
 
-@dataclass(frozen=True)
+@settings
 class LandscapeSettings:
-    n_samples: int = 1000  # recorded training subset; 0 = the whole set
-    span_1d: float = 1.0  # eigenvector slice on [-span, span]
-    points_1d: int = 41
-    span_2d: float = 2.0  # eigenvector surface on [-span, span]^2
-    points_2d: int = 21
-    random_span_1d: float = 1.0  # filter-normalized slices: a direction as long as the weights
-    random_span_2d: float = 1.0
-    interp_points: int = 31
+    n_samples: NonNegativeInt = 1000  # recorded training subset; 0 = the run's whole training set
+    span_1d: PositiveFloat = 1.0  # unit-eigenvector slice on [-span, span] (the original study's)
+    points_1d: Annotated[int, Field(ge=2)] = 41
+    span_2d: PositiveFloat = 2.0  # unit-eigenvector surface on [-span, span]^2
+    points_2d: Annotated[int, Field(ge=2)] = 21
+    normalized_span_1d: PositiveFloat = 1.0  # filter-normalized directions: as long as the weights
+    normalized_span_2d: PositiveFloat = 1.0
+    interp_points: Annotated[int, Field(ge=2)] = 31
     interp_low: float = -0.25  # interpolation coefficients run from low to high
     interp_high: float = 1.25
-    seed: int = 0
+    seed: NonNegativeInt = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_samples", "points_1d", "points_2d", "interp_points", "seed"):
-            field = getattr(self, name)
-            if isinstance(field, bool) or not isinstance(field, int):
-                raise ValueError(f"{name}: must be an integer, got {field!r}")
-        for name in ("span_1d", "span_2d", "random_span_1d", "random_span_2d", "interp_low", "interp_high"):
-            field = getattr(self, name)
-            if isinstance(field, bool) or not isinstance(field, (int, float)) or field != field:
-                raise ValueError(f"{name}: must be a number, got {field!r}")
-        if self.n_samples < 0:
-            raise ValueError(f"n_samples: must be >= 0 (0 = the whole set), got {self.n_samples}")
-        for name in ("span_1d", "span_2d", "random_span_1d", "random_span_2d"):
-            if not 0 < getattr(self, name) < float("inf"):
-                raise ValueError(f"{name}: must be a positive finite number, got {getattr(self, name)}")
-        for name in ("points_1d", "points_2d", "interp_points"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name}: must be >= 2, got {getattr(self, name)}")
         if not self.interp_low < self.interp_high:
             raise ValueError(f"interp_low: must be below interp_high ({self.interp_high}), got {self.interp_low}")
 
@@ -75,19 +61,25 @@ def grid(low: float, high: float, points: int) -> list[float]:
     return [round(low + k * step, 12) for k in range(points)]
 
 
-def filter_normalized_direction(params: Params, generator: torch.Generator) -> Params:
-    """A Gaussian direction with ||d_i|| = ||w_i|| for every filter i of every weight, biases 0."""
-    direction = {}
+def filter_normalize(direction: Params, params: Params) -> Params:
+    """Li et al.'s normalization: every filter d_i of a weight (index i along dim 0) rescaled to
+    the norm of the matching weight filter, ||d_i|| <- ||w_i||; one-dimensional parameters
+    (biases) get no component."""
+    out = {}
     for name, w in params.items():
+        d = direction[name].reshape(w.shape).to(w)
         if w.dim() <= 1:
-            direction[name] = torch.zeros_like(w)
+            out[name] = torch.zeros_like(w)
             continue
-        d = torch.randn(w.shape, generator=generator, dtype=torch.float64).to(w)
-        w_norms = w.flatten(1).norm(dim=1)
-        d_norms = d.flatten(1).norm(dim=1)
-        factor = w_norms / d_norms.clamp_min(torch.finfo(d.dtype).tiny)
-        direction[name] = d * factor.view(-1, *([1] * (w.dim() - 1)))
-    return direction
+        factor = w.flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1).clamp_min(torch.finfo(d.dtype).tiny)
+        out[name] = d * factor.view(-1, *([1] * (w.dim() - 1)))
+    return out
+
+
+def filter_normalized_direction(params: Params, generator: torch.Generator) -> Params:
+    """A Gaussian direction (drawn on the CPU in float64), filter-normalized to the weights."""
+    gaussian = {name: torch.randn(w.shape, generator=generator, dtype=torch.float64) for name, w in params.items()}
+    return filter_normalize(gaussian, params)
 
 
 Evaluator = Callable[[Params], tuple[float, float]]  # params -> (loss, accuracy)
@@ -169,21 +161,6 @@ def surface_2d_of(
     return Surface2D(tuple(float(a) for a in alphas), tuple(float(b) for b in betas), rows(losses), rows(accuracies))
 
 
-def slice_1d(
-    model: nn.Module, params: Params, direction: Params | torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-    alphas: Sequence[float],
-) -> Slice1D:
-    """Training loss and accuracy of the model at w + a d (params, direction, data on one device)."""
-    return slice_1d_of(model_evaluator(model, x, y), params, direction, alphas)
-
-
-def surface_2d(
-    model: nn.Module, params: Params, d1: Params | torch.Tensor, d2: Params | torch.Tensor,
-    x: torch.Tensor, y: torch.Tensor, alphas: Sequence[float], betas: Sequence[float],
-) -> Surface2D:
-    return surface_2d_of(model_evaluator(model, x, y), params, d1, d2, alphas, betas)
-
-
 @dataclass(frozen=True)
 class Interpolation:
     alphas: tuple[float, ...]
@@ -211,18 +188,12 @@ def interpolate_of(evaluator: Evaluator, params_a: Params, params_b: Params, alp
     return Interpolation(tuple(float(a) for a in alphas), tuple(losses), tuple(accuracies), loss_a, loss_b, barrier)
 
 
-def interpolate(
-    model: nn.Module, params_a: Params, params_b: Params, x: torch.Tensor, y: torch.Tensor, alphas: Sequence[float]
-) -> Interpolation:
-    return interpolate_of(model_evaluator(model, x, y), params_a, params_b, alphas)
-
-
 def measure_interpolation(
     model: nn.Module, params_a: Params, params_b: Params, x: torch.Tensor, y: torch.Tensor,
     settings: LandscapeSettings, *, device: str | torch.device, dtype: torch.dtype,
 ) -> Interpolation:
     """`interpolate` on the recorded subset, over settings.interp_points coefficients."""
-    problem = prepare(model, params_a, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
+    problem = prepare(model, params_a, x, y, device=device, dtype=dtype)
     moved_b = {name: p.detach().to(device=device, dtype=dtype) for name, p in params_b.items()}
     alphas = grid(settings.interp_low, settings.interp_high, settings.interp_points)
     return interpolate_of(model_evaluator(problem.model, problem.x, problem.y), problem.params, moved_b, alphas)
@@ -230,27 +201,24 @@ def measure_interpolation(
 
 @dataclass(frozen=True)
 class LandscapeResult:
-    eigen_1d: Slice1D
+    eigen_1d: Slice1D  # unit top eigenvector (the original study's plot)
+    eigen_normalized_1d: Slice1D  # the top eigenvector filter-normalized: comparable across minima
     random_1d: Slice1D
     eigen_2d: Surface2D
     random_2d: Surface2D
     center_loss: float
     center_accuracy: float
     n_samples: int
-    indices: tuple[int, ...] | None
     seconds: float
     settings: LandscapeSettings
 
     def to_json(self) -> dict[str, Any]:
+        slices = ("eigen_1d", "eigen_normalized_1d", "random_1d", "eigen_2d", "random_2d")
         return {
-            "eigen_1d": self.eigen_1d.to_json(),
-            "random_1d": self.random_1d.to_json(),
-            "eigen_2d": self.eigen_2d.to_json(),
-            "random_2d": self.random_2d.to_json(),
+            **{name: getattr(self, name).to_json() for name in slices},
             "center_loss": self.center_loss,
             "center_accuracy": self.center_accuracy,
             "n_samples": self.n_samples,
-            "indices": None if self.indices is None else list(self.indices),
             "seconds": self.seconds,
             "settings": asdict(self.settings),
         }
@@ -268,30 +236,36 @@ def measure_landscape(
     model: nn.Module, params: Params, eigenvectors: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
     settings: LandscapeSettings, *, device: str | torch.device, dtype: torch.dtype,
 ) -> LandscapeResult:
-    """Slices along the top two Hessian eigenvectors (columns of a flat [P, k] tensor, k >= 2)
-    and along two filter-normalized random directions drawn from settings.seed."""
+    """Slices along the top two Hessian eigenvectors (columns of a flat [P, k] tensor, k >= 2),
+    along the top one filter-normalized, and along two filter-normalized random directions drawn
+    from settings.seed.
+
+    A unit eigenvector is a different relative perturbation for networks whose weights differ in
+    scale, so slices of different optimizers compare only after Li et al.'s normalization; the
+    unit slices are kept because the original study plotted them."""
     _check_eigenvectors(eigenvectors, num_params(params))
     start = time.perf_counter()
-    problem = prepare(model, params, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
+    problem = prepare(model, params, x, y, device=device, dtype=dtype)
     run, w = model_evaluator(problem.model, problem.x, problem.y), problem.params
     v1, v2 = (eigenvectors[:, i].to(device=device, dtype=dtype) for i in range(2))
+    normalized = filter_normalize(unflatten(v1, w), w)
     generator = torch.Generator().manual_seed(settings.seed)
     r1 = filter_normalized_direction(w, generator)
     r2 = filter_normalized_direction(w, generator)
     line = grid(-settings.span_1d, settings.span_1d, settings.points_1d)
     square = grid(-settings.span_2d, settings.span_2d, settings.points_2d)
-    random_line = grid(-settings.random_span_1d, settings.random_span_1d, settings.points_1d)
-    random_square = grid(-settings.random_span_2d, settings.random_span_2d, settings.points_2d)
+    normalized_line = grid(-settings.normalized_span_1d, settings.normalized_span_1d, settings.points_1d)
+    normalized_square = grid(-settings.normalized_span_2d, settings.normalized_span_2d, settings.points_2d)
     center_loss, center_accuracy = run(w)
     return LandscapeResult(
         eigen_1d=slice_1d_of(run, w, v1, line),
-        random_1d=slice_1d_of(run, w, r1, random_line),
+        eigen_normalized_1d=slice_1d_of(run, w, normalized, normalized_line),
+        random_1d=slice_1d_of(run, w, r1, normalized_line),
         eigen_2d=surface_2d_of(run, w, v1, v2, square, square),
-        random_2d=surface_2d_of(run, w, r1, r2, random_square, random_square),
+        random_2d=surface_2d_of(run, w, r1, r2, normalized_square, normalized_square),
         center_loss=center_loss,
         center_accuracy=center_accuracy,
         n_samples=len(problem.y),
-        indices=None if problem.indices is None else tuple(int(i) for i in problem.indices),
         seconds=time.perf_counter() - start,
         settings=settings,
     )

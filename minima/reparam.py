@@ -23,13 +23,17 @@ and `rescale` refuses.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal
 
 import torch
+from pydantic import Field
 
 from minima.models import LAYERS
 from minima.models import variant as model_variant
 from minima.objective import Params, flatten
+from minima.settings import PositiveFloat, settings
+
+Layer = Literal["conv1", "conv2", "fc1", "fc2", "fc3"]
 
 HOMOGENEOUS_ACTIVATIONS = ("relu",)
 HOMOGENEOUS_POOLING = ("max", "avg")
@@ -39,22 +43,14 @@ def _default_scales() -> tuple[float, ...]:
     return tuple(10.0 ** (k / 2) for k in range(-4, 5))  # 1e-2 .. 1e2, 9 points
 
 
-@dataclass(frozen=True)
+@settings
 class DinhSettings:
-    scales: tuple[float, ...] = _default_scales()  # alpha: first layer x alpha, second x 1/alpha
-    layers: tuple[str, ...] = ("conv1", "conv2")
+    scales: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)] = _default_scales()  # a: first layer x a, second x 1/a
+    layers: tuple[Layer, Layer] = ("conv1", "conv2")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.scales, tuple) or not self.scales:
-            raise ValueError(f"scales: must be a non-empty tuple of numbers, got {self.scales!r}")
-        for s in self.scales:
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s < math.inf:
-                raise ValueError(f"scales: every scale must be a positive finite number, got {s!r}")
-        if not isinstance(self.layers, tuple) or len(self.layers) != 2 or len(set(self.layers)) != 2:
-            raise ValueError(f"layers: must name two different layers, got {self.layers!r}")
-        for name in self.layers:
-            if name not in LAYERS:
-                raise ValueError(f"layers: {name!r} is not a LeNet-5 layer; choose from {LAYERS}")
+        if self.layers[0] == self.layers[1]:
+            raise ValueError(f"layers: must name two different layers, got {list(self.layers)}")
 
 
 def check_homogeneous(activation: str, pooling: str) -> None:
@@ -140,3 +136,33 @@ def predicted_hessian(hessian: torch.Tensor, factors: Params | torch.Tensor) -> 
     d = factors if isinstance(factors, torch.Tensor) else flatten(factors)
     d = d.to(hessian)
     return hessian / torch.outer(d, d)
+
+
+def balancing_scales(params: Params) -> dict[str, float]:
+    """Per-layer factors a_l = G / ||W_l|| with G the geometric mean of the weight norms.
+
+    prod_l a_l = 1, so `rescale(params, balancing_scales(params))` computes the same function,
+    and every layer's weight then has norm G. Comparing lambda_max of networks rescaled this way
+    asks whether a ranking by lambda_max survives removing per-layer norm differences, which
+    Dinh et al.'s argument says can set lambda_max by itself.
+    """
+    norms = {layer: float(params[f"{layer}.weight"].double().norm()) for layer in layer_order(params)}
+    if any(n <= 0 or not math.isfinite(n) for n in norms.values()):
+        raise ValueError(f"params: every layer needs a positive finite weight norm, got {norms}")
+    log_g = sum(math.log(n) for n in norms.values()) / len(norms)
+    scales = {layer: math.exp(log_g - math.log(n)) for layer, n in norms.items()}
+    # exact product 1: put the rounding error of the others on the last layer
+    last = list(scales)[-1]
+    scales[last] = math.exp(-sum(math.log(a) for layer, a in scales.items() if layer != last))
+    return scales
+
+
+def dinh_rows(
+    params: Params, settings: DinhSettings, *, variant: str, measure: Callable[[Params], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per scale of the log grid: {"scale", **measure(rescaled params)}.
+
+    `measure` computes whatever the experiment reports at a parameter point (curvature,
+    sharpness, test accuracy); the family of points is `rescaled_family`.
+    """
+    return [{"scale": alpha, **measure(scaled)} for alpha, scaled in rescaled_family(params, settings, variant=variant)]

@@ -5,13 +5,13 @@ import torch
 
 from minima.landscape import (
     LandscapeSettings,
+    filter_normalize,
     filter_normalized_direction,
     grid,
-    interpolate,
     interpolate_of,
     measure_interpolation,
     measure_landscape,
-    slice_1d,
+    model_evaluator,
     slice_1d_of,
     surface_2d_of,
 )
@@ -67,17 +67,8 @@ def test_interpolation_barrier_of_a_concave_bump_is_an_eighth_of_the_squared_dis
     assert convex.barrier == 0.0
 
 
-@pytest.fixture(scope="module")
-def lenet():
-    model = build_model("modern", seed=0, dtype=F64)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(12, 1, 28, 28, generator=g, dtype=F64)
-    y = torch.randint(0, 10, (12,), generator=g)
-    return model, params_of(model), x, y
-
-
 def test_filter_normalized_direction_matches_each_filter_norm_and_ignores_biases(lenet):
-    _, params, _, _ = lenet
+    params = lenet.params
     d = filter_normalized_direction(params, torch.Generator().manual_seed(0))
     again = filter_normalized_direction(params, torch.Generator().manual_seed(0))
     for name, w in params.items():
@@ -89,10 +80,23 @@ def test_filter_normalized_direction_matches_each_filter_norm_and_ignores_biases
             assert not torch.allclose(d[name], w) and not torch.allclose(d[name], -w)
 
 
+def test_filter_normalizing_an_eigenvector_keeps_each_filter_direction(lenet):
+    params = lenet.params
+    v = torch.randn(num_params(params), generator=torch.Generator().manual_seed(4), dtype=F64)
+    d = filter_normalize(unflatten(v / v.norm(), params), params)
+    for name, w in params.items():
+        if w.dim() == 1:
+            assert not d[name].any()
+            continue
+        assert torch.allclose(d[name].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-12)
+        cosine = torch.nn.functional.cosine_similarity(d[name].flatten(1), unflatten(v, params)[name].flatten(1), dim=1)
+        assert torch.allclose(cosine, torch.ones_like(cosine), atol=1e-12)  # each filter only rescaled
+
+
 def test_model_slice_is_the_loss_at_the_shifted_parameters(lenet):
-    model, params, x, y = lenet
+    model, params, x, y = lenet.model, lenet.params, lenet.x[:12], lenet.y[:12]
     d = filter_normalized_direction(params, torch.Generator().manual_seed(1))
-    result = slice_1d(model, params, d, x, y, [-0.5, 0.0, 0.25])
+    result = slice_1d_of(model_evaluator(model, x, y), params, d, [-0.5, 0.0, 0.25])
     frozen = frozen_copy(model)
     for a, loss in zip(result.alphas, result.loss):
         shifted = {k: params[k] + a * d[k] for k in params}
@@ -100,10 +104,10 @@ def test_model_slice_is_the_loss_at_the_shifted_parameters(lenet):
 
 
 def test_interpolation_endpoints_are_the_two_minima(lenet):
-    model, params_a, x, y = lenet
+    model, params_a, x, y = lenet.model, lenet.params, lenet.x[:12], lenet.y[:12]
     params_b = params_of(build_model("modern", seed=1, dtype=F64))
     before = flatten(params_a).clone()
-    result = interpolate(model, params_a, params_b, x, y, grid(-0.25, 1.25, 7))
+    result = interpolate_of(model_evaluator(model, x, y), params_a, params_b, grid(-0.25, 1.25, 7))
     frozen = frozen_copy(model)
     assert result.alphas[1] == 0.0 and result.alphas[5] == 1.0
     assert result.loss[1] == result.loss_a == evaluate(frozen, params_a, x, y).loss
@@ -116,18 +120,23 @@ def test_interpolation_endpoints_are_the_two_minima(lenet):
 
 
 def test_measure_landscape_json_and_consistency(lenet):
-    model, params, x, y = lenet
+    model, params, x, y = lenet.model, lenet.params, lenet.x[:8], lenet.y[:8]
     vectors = torch.randn(num_params(params), 3, generator=torch.Generator().manual_seed(2), dtype=F64)
     vectors = vectors / vectors.norm(dim=0)
     settings = LandscapeSettings(
-        n_samples=8, span_1d=1.0, points_1d=3, span_2d=1.0, points_2d=3, random_span_1d=0.5, random_span_2d=0.5
+        span_1d=1.0, points_1d=3, span_2d=1.0, points_2d=3, normalized_span_1d=0.5, normalized_span_2d=0.5
     )
     result = measure_landscape(model, params, vectors, x, y, settings, device="cpu", dtype=F64)
     out = json.loads(json.dumps(result.to_json()))
-    assert {"eigen_1d", "random_1d", "eigen_2d", "random_2d", "settings"} <= set(out)
+    assert {"eigen_1d", "eigen_normalized_1d", "random_1d", "eigen_2d", "random_2d", "settings"} <= set(out)
     assert set(out["eigen_1d"]) >= {"alphas", "loss"} and set(out["eigen_2d"]) >= {"alphas", "betas", "loss"}
     assert len(out["eigen_2d"]["loss"]) == 3 and len(out["eigen_2d"]["loss"][0]) == 3
-    assert out["n_samples"] == 8 and len(out["indices"]) == 8
+    assert out["n_samples"] == 8
+    # the normalized eigen slice is the loss along filter_normalize(v1), every filter as long as w's
+    d = filter_normalize(unflatten(vectors[:, 0], params), params)
+    frozen = frozen_copy(model)
+    shifted = {k: params[k] + 0.5 * d[k] for k in params}
+    assert out["eigen_normalized_1d"]["loss"][2] == pytest.approx(evaluate(frozen, shifted, x, y).loss, rel=1e-12)
     # the 2-D grid through beta = 0 is the 1-D slice; the centre is the unperturbed loss
     assert [row[1] for row in out["eigen_2d"]["loss"]] == pytest.approx(out["eigen_1d"]["loss"], rel=1e-12)
     assert [row[1] for row in out["random_2d"]["loss"]] == pytest.approx(out["random_1d"]["loss"], rel=1e-12)
@@ -140,9 +149,9 @@ def test_measure_landscape_json_and_consistency(lenet):
 
 @pytest.mark.parametrize(
     "field, bad",
-    [("n_samples", -1), ("points_1d", 1), ("span_2d", 0.0), ("random_span_1d", float("inf")),
+    [("n_samples", -1), ("points_1d", 1), ("span_2d", 0.0), ("normalized_span_1d", float("inf")),
      ("interp_low", 2.0), ("seed", 0.5), ("points_2d", True)],
 )
 def test_settings_reject_bad_values_naming_the_field(field, bad):
-    with pytest.raises(ValueError, match=f"^{field}: "):
+    with pytest.raises(ValueError, match=field):
         LandscapeSettings(**{field: bad})

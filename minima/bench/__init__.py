@@ -1,6 +1,6 @@
 """`make bench`: the curvature engine side by side with PyHessian 0.1 and curvlinops 3.0.1, and
-training throughput (eager loop, DataLoader loop, seeds trained together), in one process, on the
-same checkpoint and data. Writes build/bench.json and build/bench.md (the table the README quotes).
+training throughput (eager loop, DataLoader loop, seeds trained together; on CPU also channels_last,
+threads per process and batch size), in one process, on the same checkpoint and data. Writes build/bench.json and build/bench.md (the table the README quotes).
 
 Absolute times mean something only on a GPU; on CPU read the ratios.
 """
@@ -14,19 +14,19 @@ from pathlib import Path
 
 import torch
 
-from minima import paths, pipeline
-from minima.curvature.bench import bench_curvature, bench_markdown, bench_summary
+from minima import pipeline
+from minima.bench.curvature import bench_curvature, bench_markdown, bench_summary
+from minima.bench.training import bench_cpu_layouts, bench_training
 from minima.io import MinimaError, write_json, write_text
 from minima.models import build_model
 from minima.objective import loss_at, params_of
 from minima.runtime import environment
-from minima.train import bench_training
 
 
 def _checkpoint(ctx: pipeline.Context) -> tuple[torch.nn.Module, str]:
     """A trained LeNet-5 of the profile if one exists, else 300 SGD steps from seed 0."""
     for run in ctx.profile.runs:
-        if pipeline.is_trained(ctx, run) and run.model == "modern":
+        if run.model == "modern" and pipeline.is_trained(ctx, run):
             return pipeline.load_trained(ctx, run), f"run {run.run_hash} ({run.optimizer.name}, seed {run.seed})"
     model = build_model("modern", seed=0, dtype=ctx.dtype, device=ctx.device)
     params = {k: v.requires_grad_(True) for k, v in params_of(model).items()}
@@ -71,6 +71,10 @@ def main(ctx: pipeline.Context, *, out: Path, samples: int = 0) -> None:
                                      density_probes=work.density_probes, density_steps=work.density_steps)
     print("bench: training throughput ...", file=sys.stderr, flush=True)
     training_rows = bench_training(train.x, train.y, device=ctx.device, dtype=ctx.dtype, n_models=len(ctx.profile.study.seeds) * 2, n_batches=40)
+    layout_rows = []
+    if ctx.device.type == "cpu":
+        print("bench: CPU layouts (channels_last, threads, batch size) ...", file=sys.stderr, flush=True)
+        layout_rows = bench_cpu_layouts(train.x, train.y, dtype=ctx.dtype, n_batches=40)
     env = environment(ctx.device)
     env.pop("argv", None)
     result = {
@@ -80,11 +84,14 @@ def main(ctx: pipeline.Context, *, out: Path, samples: int = 0) -> None:
         "headline": bench_summary(curvature_rows),
         "curvature": curvature_rows,
         "training": training_rows,
+        "cpu_layouts": layout_rows,
         "seconds": time.perf_counter() - started,
     }
     write_json(out / "bench.json", result)
     where = f"{env['device']} ({env['cpu']}, {env['threads']} threads), torch {env['torch']}"
     text = f"### Curvature: {len(y)} MNIST training images, {origin}; {where}\n\n" + bench_markdown(curvature_rows)
     text += f"\n### Training: seconds per model-epoch; {where}\n\n" + bench_markdown(training_rows, "speed-up vs eager")
+    if layout_rows:
+        text += f"\n### CPU layouts: seconds per 1,000 training images; {where}\n\n" + bench_markdown(layout_rows, "speed-up")
     write_text(out / "bench.md", text)
     print(text)

@@ -41,8 +41,8 @@ from torch import nn
 
 from minima.curvature.density import spectral_density
 from minima.curvature.hvp import HessianOperator
-from minima.curvature.lanczos import EigenResult, LanczosRun, lanczos, min_eigenvalue, top_eigenpairs
-from minima.curvature.trace import deflated_hutchinson, hutchinson
+from minima.curvature.lanczos import EigenResult, LanczosRun, lanczos
+from minima.curvature.trace import hutchinson
 from minima.objective import frozen_copy
 
 OURS = "minima"
@@ -303,9 +303,9 @@ class _Reference:
 def _reference(case: _Case) -> _Reference:
     precise = frozen_copy_with_grad(case.model).double()
     op = HessianOperator(precise, case.x.double(), case.y, chunk_size=case.chunk_size)
-    top = top_eigenpairs(op, case.top_k, tol=1e-8, max_iter=300, generator=case.generator(1))
+    top = lanczos(op, case.top_k, tol=1e-8, max_iter=300, bottom=False, generator=case.generator(1)).top
     # the minimum only has to be good enough to recognize PyHessian's negative eigenvalue (tol 1e-3 checks)
-    return _Reference(top, min_eigenvalue(op, tol=1e-5, max_iter=200, generator=case.generator(7)))
+    return _Reference(top, lanczos(op, 0, tol=1e-5, max_iter=200, bottom=True, generator=case.generator(7)).bottom)
 
 
 def _matched_error(values: list[float], reference: _Reference) -> float:
@@ -347,7 +347,7 @@ def _trace_rows(case: _Case, probes: int, run: LanczosRun, block: int) -> list[d
     # each timing starts from a fresh operator: setup (linearization, PyHessian's graph) counts everywhere
     r, secs = _timed(lambda: hutchinson(case.op(), probes, generator=case.generator(4)))
     rows = [_row(work, f"{OURS} (hutchinson)", secs, r.reason, n_hvp=r.n_matvec, mean=r.mean, stderr=r.stderr)]
-    r, secs = _timed(lambda: deflated_hutchinson(case.op(), run.basis, float(run.alphas.sum()), probes, generator=case.generator(4)))
+    r, secs = _timed(lambda: hutchinson(case.op(), probes, generator=case.generator(4), basis=run.basis, basis_trace=float(run.alphas.sum())))
     rows.append(_row(work, f"{OURS} (deflated by the Lanczos basis)", secs,
                      f"basis of the top-{case.top_k} run ({run.n_matvec} products, not counted here)", n_hvp=r.n_matvec,
                      mean=r.mean, stderr=r.stderr))
@@ -378,7 +378,7 @@ def _combined_rows(
     ph_trace = next(r for r in traces if r["implementation"] == PYHESSIAN)
     ours_eigen = next(r for r in eigen if r["implementation"] == OURS)
     target = ph_trace["stderr"]
-    trace, secs = _timed(lambda: deflated_hutchinson(case.op(), run.basis, float(run.alphas.sum()), probes, generator=case.generator(5),
+    trace, secs = _timed(lambda: hutchinson(case.op(), probes, basis=run.basis, basis_trace=float(run.alphas.sum()), generator=case.generator(5),
                                                      target_stderr=target, block=2))
     note = (f"Lanczos (rel. error {ours_eigen['rel_error']:.2g}) + deflated trace {trace.mean:.4g} +- {trace.stderr:.2g} "
             f"({trace.n_probes} probes; target stderr {target:.2g} = PyHessian's)")
@@ -435,7 +435,7 @@ def bench_markdown(rows: list[dict[str, Any]], ratio_label: str = "theirs / ours
     rows (seconds, ratio_vs_ours) and the training rows (seconds_per_model_epoch, ratio) alike."""
     lines = [f"| work | implementation | seconds | {ratio_label} | note |", "|---|---|---|---|---|"]
     for row in rows:
-        seconds = row.get("seconds", row.get("seconds_per_model_epoch"))
+        seconds = row.get("seconds", row.get("seconds_per_model_epoch", row.get("seconds_per_1000_images")))
         seconds_text = f"{seconds:.4g}" if isinstance(seconds, (int, float)) else "-"
         ratio = row.get("ratio_vs_ours", row.get("ratio"))
         ratio_text = f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else "-"

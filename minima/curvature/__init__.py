@@ -2,14 +2,15 @@
 
 The Hessian is that of the mean training cross-entropy over the curvature set (the data
 passed in, already subsetted by the caller), model in eval mode, all trainable parameters
-(DESIGN.md, "The science"). One module per estimator:
+(docs/methods.md). One module per estimator:
 
 - hvp.py       matrix-free Hessian-vector products (Pearlmutter 1994), chunked over the data;
 - lanczos.py   top-k and most negative eigenpairs, Lanczos with full reorthogonalization;
 - trace.py     Hutchinson / Hutch++ trace with standard errors;
 - density.py   spectral density by stochastic Lanczos quadrature;
-- gradient.py  the full-data gradient norm;
-- bench.py     side-by-side timing against PyHessian 0.1 and curvlinops 3.0.1.
+- gradient.py  the full-data gradient norm.
+
+Benchmarks against PyHessian 0.1 and curvlinops 3.0.1 live in `minima.bench`.
 
 `measure` runs them in that order on one operator. The trace is Hutchinson deflated by the
 Krylov basis of the eigenvalue run (the Krylov variant of Hutch++, see trace.py): that basis
@@ -19,10 +20,11 @@ eigenspace, which cut the standard error several-fold on LeNet-5 at no extra pro
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import Field
 
 import torch
 from torch import nn
@@ -31,58 +33,35 @@ from minima.curvature.density import DensityResult, spectral_density
 from minima.curvature.gradient import GradientResult, gradient_norm
 from minima.curvature.hvp import HessianOperator
 from minima.curvature.lanczos import EigenResult, LanczosRun, lanczos
-from minima.curvature.trace import TraceResult, deflated_hutchinson
+from minima.curvature.trace import TraceResult, hutchinson
+from minima.io import finite_or_none
 from minima.objective import frozen_copy, num_params, params_of
+from minima.settings import NonNegativeFloat, NonNegativeInt, PositiveInt, settings
 
-__all__ = ["CurvatureSettings", "CurvatureResult", "measure"]
-
-
-def _require_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: must be >= {low}, got {value}")
+__all__ = ["CurvatureSettings", "CurvatureResult", "RescaledOperator", "measure", "measure_top_and_trace"]
 
 
-def _require_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: must be a finite number, got {value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
+@settings
 class CurvatureSettings:
     """Settings of the curvature stage (one TOML table)."""
 
-    n_samples: int = 2000  # training samples in the curvature set; 0 = the whole training set
-    top_k: int = 5  # top eigenpairs
-    tol: float = 1e-3  # Lanczos: stop when every wanted |beta_m s_m| / |theta| <= tol
-    max_iter: int = 100  # Lanczos steps at most
-    trace_probes: int = 100  # Rademacher probes of the (deflated) Hutchinson trace
-    density_probes: int = 5  # SLQ Gaussian probes
-    density_steps: int = 60  # Lanczos steps per SLQ probe
-    density_points: int = 500  # grid points of the density
-    density_sigma: float = 0.0  # Gaussian broadening; 0 = 1 % of the Ritz-node range
-    chunk_size: int = 5000  # samples per forward/backward pass
-    seed: int = 0  # seeds the probe and start-vector generators
+    n_samples: NonNegativeInt = 0  # training samples in the curvature set; 0 = the run's whole training set
+    top_k: PositiveInt = 5  # top eigenpairs
+    tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # Lanczos: stop when every wanted |beta_m s_m| / |theta| <= tol
+    max_iter: PositiveInt = 100  # Lanczos steps at most
+    trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace
+    density_probes: PositiveInt = 5  # SLQ Gaussian probes
+    density_steps: Annotated[int, Field(ge=2)] = 60  # Lanczos steps per SLQ probe
+    density_points: Annotated[int, Field(ge=10)] = 500  # grid points of the density
+    density_sigma: NonNegativeFloat = 0.0  # Gaussian broadening; 0 = 1 % of the Ritz-node range
+    density_runs: Literal["all", "first_seed"] = "all"  # first_seed: one density per configuration
+    balanced_tol: Annotated[float, Field(gt=0, lt=1)] = 1e-2  # lambda_max of the layer-balanced net
+    chunk_size: PositiveInt = 5000  # samples per forward/backward pass
+    seed: NonNegativeInt = 0  # seeds the probe and start-vector generators
 
     def __post_init__(self) -> None:
-        _require_int("n_samples", self.n_samples, 0)
-        _require_int("top_k", self.top_k, 1)
-        _require_int("max_iter", self.max_iter, 1)
         if self.max_iter < self.top_k:
             raise ValueError(f"max_iter: must be >= top_k ({self.top_k}), got {self.max_iter}")
-        tol = _require_float("tol", self.tol)
-        if not 0 < tol < 1:
-            raise ValueError(f"tol: must be in (0, 1), got {self.tol}")
-        _require_int("trace_probes", self.trace_probes, 2)
-        _require_int("density_probes", self.density_probes, 1)
-        _require_int("density_steps", self.density_steps, 2)
-        _require_int("density_points", self.density_points, 10)
-        if _require_float("density_sigma", self.density_sigma) < 0:
-            raise ValueError(f"density_sigma: must be >= 0 (0 = automatic), got {self.density_sigma}")
-        _require_int("chunk_size", self.chunk_size, 1)
-        _require_int("seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -91,8 +70,9 @@ class CurvatureResult:
     top: EigenResult  # top-k eigenpairs, descending
     bottom: EigenResult  # the most negative eigenvalue (k = 1)
     trace: TraceResult
-    density: DensityResult
+    density: DensityResult | None  # None where the settings ask for one density per configuration
     gradient: GradientResult
+    rescaled: EigenResult | None  # lambda_max after the requested function-preserving rescaling
     n_samples: int
     n_params: int
     n_hvp: int  # Hessian-vector products, all estimators together
@@ -115,6 +95,15 @@ class CurvatureResult:
 
     def to_json(self) -> dict[str, Any]:
         d = self.density
+        density = None if d is None else {
+            "grid": _floats(d.grid.tolist()),
+            "values": _floats(d.density.tolist()),
+            "sigma": _float(d.sigma),
+            "n_probes": d.n_probes,
+            "n_steps": d.n_steps,
+            "nodes": _floats(d.nodes.tolist()),
+            "weights": _floats(d.weights.tolist()),
+        }
         return {
             "top_eigenvalues": _floats(self.top.values),
             "min_eigenvalue": _float(self.min_eigenvalue),
@@ -127,18 +116,15 @@ class CurvatureResult:
                 "reason": self.trace.reason,
             },
             "gradient_norm": _float(self.gradient.norm),
+            "rescaled": None if self.rescaled is None else {
+                "top_eigenvalue": _float(self.rescaled.values[0]),
+                "relative_error": _float(self.rescaled.relative_errors[0]),
+                "converged": self.rescaled.converged,
+            },
             "loss": _float(self.gradient.loss),
             "n_samples": self.n_samples,
             "n_params": self.n_params,
-            "density": {
-                "grid": _floats(d.grid.tolist()),
-                "values": _floats(d.density.tolist()),
-                "sigma": _float(d.sigma),
-                "n_probes": d.n_probes,
-                "n_steps": d.n_steps,
-                "nodes": _floats(d.nodes.tolist()),
-                "weights": _floats(d.weights.tolist()),
-            },
+            "density": density,
             "eigen": {
                 "residuals": _floats(self.top.residuals),
                 "relative_errors": _floats(self.top.relative_errors),
@@ -193,21 +179,39 @@ def _on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: st
     return local, params, x.to(device=device, dtype=dtype), y.to(device=device)
 
 
-def _eigen(op: HessianOperator, settings: CurvatureSettings, k: int, *, bottom: bool, progress: bool = False) -> LanczosRun:
-    return lanczos(op, k, tol=settings.tol, max_iter=settings.max_iter, bottom=bottom,
+def _eigen(op: HessianOperator, settings: CurvatureSettings, k: int, *, bottom: bool, progress: bool = False,
+           tol: float | None = None) -> LanczosRun:
+    return lanczos(op, k, tol=settings.tol if tol is None else tol, max_iter=settings.max_iter, bottom=bottom,
                    generator=_generator(settings.seed, 0), progress=progress)
 
 
+class RescaledOperator:
+    """D^-1 H D^-1 for a diagonal D (flat factors d): the Hessian, at the rescaled point w' = D w,
+    of the rescaled network, exactly (L'(w') = L(D^-1 w'); see minima.reparam). Lets lambda_max of
+    a function-preserving rescaling reuse the traced operator of the original network."""
+
+    def __init__(self, op: HessianOperator, factors: torch.Tensor):
+        self._op = op
+        self._inverse = 1.0 / factors.to(device=op.device, dtype=op.dtype)
+        self.shape, self.dtype, self.device = op.shape, op.dtype, op.device
+
+    @property
+    def n_matvec(self) -> int:
+        return self._op.n_matvec
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        d = self._inverse if v.ndim == 1 else self._inverse[:, None]
+        return d * (self._op @ (d * v.to(device=self.device, dtype=self.dtype)))
+
+
 def _deflated_trace(op: HessianOperator, settings: CurvatureSettings, run: LanczosRun, *, progress: bool = False) -> TraceResult:
-    return deflated_hutchinson(op, run.basis, float(run.alphas.sum()), settings.trace_probes,
-                               generator=_generator(settings.seed, 1), method="hutchinson deflated by the Lanczos basis",
-                               progress=progress)
+    return hutchinson(op, settings.trace_probes, generator=_generator(settings.seed, 1), basis=run.basis,
+                      basis_trace=float(run.alphas.sum()), method="hutchinson deflated by the Lanczos basis", progress=progress)
 
 
 def _float(value: float) -> float | None:
-    """A plain finite float for JSON (None where the value is not finite)."""
-    value = float(value)
-    return value if math.isfinite(value) else None
+    """A plain Python float for JSON (None where the value is not finite)."""
+    return finite_or_none(float(value))
 
 
 def _floats(values: Any) -> list[float | None]:
@@ -229,8 +233,13 @@ def measure(
     device: str | torch.device,
     dtype: torch.dtype,
     progress: bool = False,
+    with_density: bool = True,
+    rescaling: torch.Tensor | None = None,
 ) -> CurvatureResult:
-    """Every curvature quantity of `model` on (x, y); the caller's model and tensors are untouched."""
+    """Every curvature quantity of `model` on (x, y); the caller's model and tensors are untouched.
+
+    `rescaling`: flat factors d of a function-preserving rescaling w' = d * w; then lambda_max of
+    the rescaled network is also measured (to `settings.balanced_tol`), on the same operator."""
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     local, params, x, y = _on_device(model, x, y, device=device, dtype=dtype)
@@ -249,10 +258,18 @@ def measure(
     seconds["trace"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    density = spectral_density(op, n_probes=settings.density_probes, n_steps=settings.density_steps,
-                               points=settings.density_points, sigma=settings.density_sigma,
-                               generator=_generator(settings.seed, 2), progress=progress)
+    density = None
+    if with_density:
+        density = spectral_density(op, n_probes=settings.density_probes, n_steps=settings.density_steps,
+                                   points=settings.density_points, sigma=settings.density_sigma,
+                                   generator=_generator(settings.seed, 2), progress=progress)
     seconds["density"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    rescaled = None
+    if rescaling is not None:
+        rescaled = _eigen(RescaledOperator(op, rescaling), settings, 1, bottom=False, tol=settings.balanced_tol).top
+    seconds["rescaled"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - start
     return CurvatureResult(
         settings=settings,
@@ -261,6 +278,7 @@ def measure(
         trace=trace,
         density=density,
         gradient=gradient,
+        rescaled=rescaled,
         n_samples=len(y),
         n_params=num_params(params),
         n_hvp=op.n_matvec,

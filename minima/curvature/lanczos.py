@@ -111,11 +111,21 @@ def _relative(residuals: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return residuals / theta.abs().clamp_min(torch.finfo(torch.float64).tiny)
 
 
+def _yardstick(theta: torch.Tensor, idx: list[int], spectral: bool) -> torch.Tensor:
+    """What a residual is relative to: the Ritz value itself, or (spectral) the largest |Ritz
+    value|. The most negative eigenvalue of a network at a minimum is tiny next to lambda_max;
+    measuring its error against itself made Lanczos run to its cap, while the question it
+    answers (is the end point a minimum?) needs it to a fraction of the spectrum's scale."""
+    if spectral:
+        return theta.abs().max().expand(len(idx))
+    return theta[idx]
+
+
 def _pairs(
     idx: list[int], *, theta: torch.Tensor, s: torch.Tensor, residuals: torch.Tensor, basis: torch.Tensor,
-    n_matvec: int, n_steps: int, tol: float, exhausted: str,
+    n_matvec: int, n_steps: int, tol: float, exhausted: str, spectral: bool = False,
 ) -> EigenResult:
-    rel = _relative(residuals[idx], theta[idx])
+    rel = _relative(residuals[idx], _yardstick(theta, idx, spectral))
     worst = float(rel.max()) if idx else 0.0
     converged = worst <= tol
     reason = (f"converged: max relative residual {worst:.2g} <= tol {tol:.2g}" if converged
@@ -146,7 +156,8 @@ def lanczos(
     check_every: int = 2,
     progress: bool = False,
 ) -> LanczosRun:
-    """Run Lanczos until the top-k Ritz pairs (and the smallest one, if `bottom`) reach `tol`.
+    """Run Lanczos until the top-k Ritz pairs reach `tol` relative to themselves, and the smallest
+    one (if `bottom`) relative to the largest |Ritz value|.
 
     k = 0 with bottom=True targets the smallest eigenvalue alone. The convergence test runs
     every `check_every` steps (an m x m tridiagonal eigenproblem, cheap next to a product).
@@ -183,7 +194,7 @@ def lanczos(
             # once the basis spans the whole space the Ritz pairs are exact
             theta, s, residuals = _ritz(torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64),
                                        0.0 if m == n else beta, torch.finfo(dtype).eps)
-            if m >= k and _converged(_wanted(m, k, bottom), theta, residuals, tol):
+            if m >= k and _converged(m, k, bottom, theta, residuals, tol):
                 break
         if m == steps:
             break
@@ -201,7 +212,7 @@ def lanczos(
     common = dict(theta=theta, s=s, residuals=residuals, basis=used, n_matvec=n_matvec, n_steps=m, tol=tol, exhausted=exhausted)
     return LanczosRun(
         top=_pairs(list(range(m - 1, m - 1 - k, -1)), **common),
-        bottom=_pairs([0], **common),
+        bottom=_pairs([0], **common, spectral=True),
         basis=used,
         alphas=torch.tensor(alphas, dtype=torch.float64),
         betas=torch.tensor(betas, dtype=torch.float64),
@@ -209,40 +220,7 @@ def lanczos(
     )
 
 
-def _wanted(m: int, k: int, bottom: bool) -> list[int]:
-    return list(range(m - k, m)) + ([0] if bottom else [])
-
-
-def _converged(idx: list[int], theta: torch.Tensor, residuals: torch.Tensor, tol: float) -> bool:
-    return bool((_relative(residuals[idx], theta[idx]) <= tol).all())
-
-
-def top_eigenpairs(
-    op: Any,
-    k: int = 5,
-    *,
-    tol: float = 1e-3,
-    max_iter: int = 100,
-    generator: torch.Generator,
-    dtype: torch.dtype | None = None,
-    device: Any = None,
-    progress: bool = False,
-) -> EigenResult:
-    """The k largest eigenvalues (descending) and their eigenvectors, to relative residual tol."""
-    return lanczos(op, k, tol=tol, max_iter=max_iter, bottom=False, generator=generator, dtype=dtype,
-                   device=device, progress=progress).top
-
-
-def min_eigenvalue(
-    op: Any,
-    *,
-    tol: float = 1e-3,
-    max_iter: int = 100,
-    generator: torch.Generator,
-    dtype: torch.dtype | None = None,
-    device: Any = None,
-    progress: bool = False,
-) -> EigenResult:
-    """The most negative (smallest) eigenvalue and its eigenvector, as an EigenResult with k = 1."""
-    return lanczos(op, 0, tol=tol, max_iter=max_iter, bottom=True, generator=generator, dtype=dtype,
-                   device=device, progress=progress).bottom
+def _converged(m: int, k: int, bottom: bool, theta: torch.Tensor, residuals: torch.Tensor, tol: float) -> bool:
+    top = list(range(m - k, m))
+    ok = bool((_relative(residuals[top], theta[top]) <= tol).all())
+    return ok and (not bottom or bool(_relative(residuals[[0]], _yardstick(theta, [0], True)) <= tol))

@@ -111,51 +111,33 @@ def hutchinson(
     n_probes: int = 100,
     *,
     generator: torch.Generator,
-    dtype: torch.dtype | None = None,
-    device: Any = None,
-    block: int = 16,
-    target_stderr: float | None = None,
-    min_probes: int = 10,
-    progress: bool = False,
-) -> TraceResult:
-    """Plain Hutchinson with n_probes Rademacher probes (fewer if target_stderr is reached)."""
-    _check(n_probes, block)
-    dtype, device = _resolve(op, dtype, device)
-    samples, reason = _probe_samples(op, n_probes, generator=generator, dtype=dtype, device=device, basis=None,
-                                     block=block, target_stderr=target_stderr, min_probes=min_probes, progress=progress)
-    mean = float(torch.tensor(samples, dtype=torch.float64).mean())
-    return TraceResult(mean, _stderr(samples), len(samples), len(samples), "hutchinson", reason)
-
-
-def deflated_hutchinson(
-    op: Any,
-    basis: torch.Tensor,
-    basis_trace: float,
-    n_probes: int = 100,
-    *,
-    generator: torch.Generator,
-    dtype: torch.dtype | None = None,
-    device: Any = None,
-    block: int = 16,
-    target_stderr: float | None = None,
-    min_probes: int = 10,
+    basis: torch.Tensor | None = None,
+    basis_trace: float = 0.0,
     basis_matvec: int = 0,
-    method: str = "deflated hutchinson",
+    method: str | None = None,
+    dtype: torch.dtype | None = None,
+    device: Any = None,
+    block: int = 16,
+    target_stderr: float | None = None,
+    min_probes: int = 10,
     progress: bool = False,
 ) -> TraceResult:
-    """tr(H) = basis_trace + Hutchinson on (I - QQ^T) H (I - QQ^T), for orthonormal Q = basis.
+    """Hutchinson with n_probes Rademacher probes (fewer if target_stderr is reached).
 
-    basis_trace must equal tr(Q^T H Q); basis_matvec (the products spent on Q and its trace)
+    With an orthonormal `basis` Q: tr(H) = basis_trace + Hutchinson on (I - QQ^T) H (I - QQ^T);
+    basis_trace must equal tr(Q^T H Q), and basis_matvec (the products spent on Q and its trace)
     is added to n_matvec so costs compare honestly.
     """
     _check(n_probes, block)
     dtype, device = _resolve(op, dtype, device)
-    q = basis.to(device=device, dtype=dtype)
+    q = None if basis is None else basis.to(device=device, dtype=dtype)
     samples, reason = _probe_samples(op, n_probes, generator=generator, dtype=dtype, device=device, basis=q,
                                      block=block, target_stderr=target_stderr, min_probes=min_probes, progress=progress)
     mean = basis_trace + float(torch.tensor(samples, dtype=torch.float64).mean())
-    return TraceResult(mean, _stderr(samples), len(samples), len(samples) + basis_matvec,
-                       f"{method} (basis of {q.shape[1]})", reason)
+    name = method or ("hutchinson" if q is None else "deflated hutchinson")
+    if q is not None:
+        name += f" (basis of {q.shape[1]})"
+    return TraceResult(mean, _stderr(samples), len(samples), len(samples) + basis_matvec, name, reason)
 
 
 def hutch_plus_plus(
@@ -175,5 +157,5 @@ def hutch_plus_plus(
     sketch = max(1, n_matvec // 3)
     q, _ = torch.linalg.qr(op @ rademacher(op.shape[0], sketch, generator, dtype, device))
     basis_trace = float(torch.einsum("ij,ij->", q, op @ q))
-    return deflated_hutchinson(op, q, basis_trace, n_matvec - 2 * sketch, generator=generator, dtype=dtype,
-                               device=device, block=block, basis_matvec=2 * sketch, method="hutch++", progress=progress)
+    return hutchinson(op, n_matvec - 2 * sketch, generator=generator, basis=q, basis_trace=basis_trace, dtype=dtype,
+                      device=device, block=block, basis_matvec=2 * sketch, method="hutch++", progress=progress)

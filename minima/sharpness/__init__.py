@@ -4,12 +4,14 @@ One module per measure, each with its paper and formula:
 - `epsilon`: epsilon-sharpness (Keskar et al. 2017);
 - `adaptive`: adaptive worst-case and average-case sharpness (Kwon et al. 2021; Andriushchenko
   et al. 2023);
-- `pacbayes`: PAC-Bayes flatness 1/sigma^2 and its magnitude-aware variant (Jiang et al. 2020).
+- `pacbayes`: PAC-Bayes flatness 1/sigma^2 and its magnitude-aware variant (Jiang et al. 2020);
+- `msharpness`: adaptive worst-case m-sharpness (l-infinity and l2, normalized logits, m = 128,
+  a small sweep of radii) exactly as Andriushchenko et al.'s released code measures it.
 
 Each measure is a function of a generic loss (or accuracy) callable, `*_of(loss, params, ...)`,
-tested on closed forms, with a thin wrapper `(model, params, x, y, settings, *, generator,
-device, dtype)` that evaluates the model's mean cross-entropy through `minima.objective` on an
-eval-mode copy. `measure_all` runs the five on one shared subset.
+tested on closed forms. `measure_all` evaluates the model's mean cross-entropy through
+`minima.objective` on an eval-mode copy and runs every measure on the data it is given (the
+caller chose it once, and records which images it was).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from minima.objective import Params
 from minima.sharpness.adaptive import AdaptiveAverage, AdaptiveWorst, adaptive_average_of, adaptive_worst_of
 from minima.sharpness.common import SharpnessSettings, prepare, value
 from minima.sharpness.epsilon import EpsilonSharpness, epsilon_sharpness_of
+from minima.sharpness.msharpness import MSharpness, m_sharpness_of, model_batch_losses
 from minima.sharpness.pacbayes import PacBayesFlatness, pacbayes_flatness_of
 
 MEASURES = (
@@ -34,6 +37,28 @@ MEASURES = (
     "pacbayes_flatness",
     "pacbayes_mag_flatness",
 )
+NORM_WORDS = {"linf": "l-infinity", "l2": "l2"}
+
+
+def msharpness_names(settings: SharpnessSettings) -> dict[str, tuple[str, float]]:
+    """Measure name -> (norm, rho) of every adaptive m-sharpness the settings ask for."""
+    out = {}
+    for norm, rhos in (("linf", settings.msharp_rhos_linf), ("l2", settings.msharp_rhos_l2)):
+        for rho in rhos:
+            out[f"adaptive_{norm}_m{settings.msharp_m}_rho{rho:g}"] = (norm, rho)
+    return out
+
+
+def measure_names(settings: SharpnessSettings) -> tuple[str, ...]:
+    return MEASURES + tuple(msharpness_names(settings))
+
+
+def descriptions(settings: SharpnessSettings) -> dict[str, str]:
+    out = dict(DESCRIPTIONS)
+    for name, (norm, rho) in msharpness_names(settings).items():
+        out[name] = (f"adaptive {NORM_WORDS[norm]} m-sharpness, m = {settings.msharp_m}, rho = {rho:g}, "
+                     f"normalized logits (Andriushchenko et al. 2023)")
+    return out
 
 DESCRIPTIONS = {
     "epsilon_sharpness": "epsilon-sharpness (Keskar et al. 2017)",
@@ -47,29 +72,24 @@ DESCRIPTIONS = {
 def measure_generator(settings: SharpnessSettings, measure: str) -> torch.Generator:
     """The generator `measure_all` gives a measure: one stream per measure, from settings.seed,
     so each measure is reproducible alone and adding one does not shift the others."""
-    return torch.Generator().manual_seed(settings.seed * len(MEASURES) + MEASURES.index(measure))
+    names = measure_names(settings)
+    return torch.Generator().manual_seed(settings.seed * len(names) + names.index(measure))
 
 
 @dataclass(frozen=True)
 class SharpnessResult:
-    epsilon_sharpness: EpsilonSharpness
-    adaptive_worst: AdaptiveWorst
-    adaptive_average: AdaptiveAverage
-    pacbayes_flatness: PacBayesFlatness
-    pacbayes_mag_flatness: PacBayesFlatness
-    n_samples: int  # size of the subset actually used
-    indices: tuple[int, ...] | None  # into the x given; None means all of it
+    measures: dict[str, Any]  # name -> the measure's result dataclass (has .value)
+    n_samples: int  # images the measures were computed on
     seconds: dict[str, float]
     settings: SharpnessSettings
 
     def values(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).value) for name in MEASURES}
+        return {name: float(result.value) for name, result in self.measures.items()}
 
     def to_json(self) -> dict[str, Any]:
-        details: dict[str, Any] = {name: asdict(getattr(self, name)) for name in MEASURES}
+        details: dict[str, Any] = {name: asdict(result) for name, result in self.measures.items()}
         details.update(
             n_samples=self.n_samples,
-            indices=None if self.indices is None else list(self.indices),
             seconds=dict(self.seconds),
             settings=asdict(self.settings),
         )
@@ -86,8 +106,8 @@ def measure_all(
     device: str | torch.device,
     dtype: torch.dtype,
 ) -> SharpnessResult:
-    """All five measures on one recorded subset, each with its own generator stream."""
-    problem = prepare(model, params, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
+    """All five measures on (x, y), each with its own generator stream."""
+    problem = prepare(model, params, x, y, device=device, dtype=dtype)
     s = settings
     if s.pacbayes_criterion == "accuracy":
         criterion = problem.accuracy
@@ -118,15 +138,20 @@ def measure_all(
             criterion, problem.params, magnitude_eps=s.pacbayes_mag_eps, generator=g, **pacbayes
         ),
     }
+    m = min(s.msharp_m, len(problem.y))
+    n_points = min(s.msharp_points, len(problem.y)) // m * m
+    batches = model_batch_losses(problem.model, problem.params, problem.x, problem.y, m=m,
+                                 normalize_logits=s.msharp_normalize_logits, n_points=n_points)
+    for name, (norm, rho) in msharpness_names(s).items():
+        runs[name] = lambda g, norm=norm, rho=rho: m_sharpness_of(
+            batches, problem.params, norm=norm, rho=rho, steps=s.msharp_steps, generator=g
+        )
     results, seconds = {}, {}
-    for name in MEASURES:
+    for name in measure_names(settings):
         start = time.perf_counter()
         results[name] = runs[name](measure_generator(settings, name))
         seconds[name] = time.perf_counter() - start
-    indices = None if problem.indices is None else tuple(int(i) for i in problem.indices)
-    return SharpnessResult(
-        **results, n_samples=len(problem.y), indices=indices, seconds=seconds, settings=settings
-    )
+    return SharpnessResult(results, n_samples=len(problem.y), seconds=seconds, settings=settings)
 
 
 __all__ = [
@@ -135,9 +160,12 @@ __all__ = [
     "AdaptiveAverage",
     "AdaptiveWorst",
     "EpsilonSharpness",
+    "MSharpness",
     "PacBayesFlatness",
     "SharpnessResult",
     "SharpnessSettings",
+    "descriptions",
     "measure_all",
     "measure_generator",
+    "measure_names",
 ]

@@ -33,17 +33,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from minima.objective import Params, flatten, unflatten
-from minima.sharpness.common import (
-    LossFn,
-    SharpnessSettings,
-    prepare,
-    projected_ascent,
-    standard_normal,
-    value,
-)
+from minima.sharpness.common import LossFn, projected_ascent, standard_normal, value
 
 
 @dataclass(frozen=True)
@@ -135,48 +127,4 @@ def adaptive_average_of(
     variance = sum((v - mean) ** 2 for v in increases) / max(samples - 1, 1)
     return AdaptiveAverage(
         value=mean, stderr=math.sqrt(variance / samples), rho=rho, xi=xi, loss=base, samples=samples
-    )
-
-
-def adaptive_worst(
-    model: nn.Module,
-    params: Params,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: SharpnessSettings,
-    *,
-    generator: torch.Generator,
-    device: str | torch.device,
-    dtype: torch.dtype,
-) -> AdaptiveWorst:
-    problem = prepare(model, params, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
-    return adaptive_worst_of(
-        problem.loss,
-        problem.params,
-        rho=settings.adaptive_rho,
-        steps=settings.adaptive_steps,
-        xi=settings.adaptive_xi,
-        generator=generator,
-    )
-
-
-def adaptive_average(
-    model: nn.Module,
-    params: Params,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: SharpnessSettings,
-    *,
-    generator: torch.Generator,
-    device: str | torch.device,
-    dtype: torch.dtype,
-) -> AdaptiveAverage:
-    problem = prepare(model, params, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
-    return adaptive_average_of(
-        problem.loss,
-        problem.params,
-        rho=settings.average_rho,
-        samples=settings.average_samples,
-        xi=settings.adaptive_xi,
-        generator=generator,
     )

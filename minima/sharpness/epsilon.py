@@ -22,10 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from minima.objective import Params, flatten
-from minima.sharpness.common import LossFn, SharpnessSettings, prepare, projected_ascent, value
+from minima.sharpness.common import LossFn, projected_ascent, value
 
 OPTIMIZER = "projected sign-gradient ascent, step 2 halved on failure, uniform random start"
 
@@ -77,22 +76,4 @@ def epsilon_sharpness_of(
         improvements=ascent.improvements,
         final_step=ascent.final_step,
         stop_reason=ascent.stop_reason,
-    )
-
-
-def epsilon_sharpness(
-    model: nn.Module,
-    params: Params,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: SharpnessSettings,
-    *,
-    generator: torch.Generator,
-    device: str | torch.device,
-    dtype: torch.dtype,
-) -> EpsilonSharpness:
-    """phi_eps of the model's mean cross-entropy on the recorded subset of settings.n_samples points."""
-    problem = prepare(model, params, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
-    return epsilon_sharpness_of(
-        problem.loss, problem.params, epsilon=settings.epsilon, steps=settings.epsilon_steps, generator=generator
     )

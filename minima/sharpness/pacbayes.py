@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch import nn
 
 from minima.objective import Params, flatten, unflatten
-from minima.sharpness.common import SharpnessSettings, prepare, standard_normal, value
+from minima.sharpness.common import standard_normal
 
 Criterion = Callable[[Params], float]
 
@@ -131,36 +130,4 @@ def pacbayes_flatness_of(
         lower=found.lower,
         upper=found.upper,
         stop_reason=found.stop_reason,
-    )
-
-
-def pacbayes_flatness(
-    model: nn.Module,
-    params: Params,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    settings: SharpnessSettings,
-    *,
-    magnitude_aware: bool,
-    generator: torch.Generator,
-    device: str | torch.device,
-    dtype: torch.dtype,
-) -> PacBayesFlatness:
-    """PAC-Bayes flatness of the model on the recorded subset; magnitude_aware picks the variant."""
-    problem = prepare(model, params, x, y, settings.n_samples, settings.seed, device=device, dtype=dtype)
-    if settings.pacbayes_criterion == "accuracy":
-        criterion: Criterion = problem.accuracy
-    else:
-        criterion = lambda p: value(problem.loss, p)  # noqa: E731
-    return pacbayes_flatness_of(
-        criterion,
-        problem.params,
-        criterion_name=settings.pacbayes_criterion,
-        target=settings.pacbayes_target,
-        samples=settings.pacbayes_samples,
-        iters=settings.pacbayes_iters,
-        sigma_max=settings.pacbayes_sigma_max,
-        tolerance=settings.pacbayes_tolerance,
-        magnitude_eps=settings.pacbayes_mag_eps if magnitude_aware else None,
-        generator=generator,
     )

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from minima.curvature.bench import (COMBINED, CURVLINOPS, OURS, PYHESSIAN, _Case, _pyhessian, bench_curvature,
+from minima.bench.curvature import (COMBINED, CURVLINOPS, OURS, PYHESSIAN, _Case, _pyhessian, bench_curvature,
                                     bench_markdown, bench_summary, frozen_copy_with_grad)
 from minima.curvature.hvp import HessianOperator
 from minima.curvature.lanczos import lanczos
-from minima.curvature.trace import deflated_hutchinson
+from minima.curvature.trace import hutchinson
 from minima.models import build_model
 
 
@@ -20,7 +20,7 @@ def test_agrees_with_pyhessian_on_a_tiny_lenet():
     y = torch.randint(0, 10, (64,), generator=g)
     op = HessianOperator(model, x, y)
     run = lanczos(op, 1, tol=1e-6, bottom=False, generator=torch.Generator().manual_seed(1))
-    ours = deflated_hutchinson(op, run.basis, float(run.alphas.sum()), 30, generator=torch.Generator().manual_seed(2))
+    ours = hutchinson(op, 30, generator=torch.Generator().manual_seed(2), basis=run.basis, basis_trace=float(run.alphas.sum()))
     with _pyhessian(_Case(frozen_copy_with_grad(model), x, y, torch.device("cpu"), torch.float64, 0, 1, 1e-3, 5000)) as ph:
         (top,), _ = ph.eigenvalues(maxIter=200, tol=1e-5, top_n=1)
         samples = ph.trace(maxIter=60, tol=-math.inf)

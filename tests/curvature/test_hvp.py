@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from device_params import DEVICES
 from minima.curvature.hvp import HessianOperator
 from minima.objective import flatten, params_of
 
@@ -24,6 +25,17 @@ def test_block_product_equals_dense_hessian(problem, block_size, linearize):
     v = _operand(op.shape[0], 7)
     torch.testing.assert_close(op @ v, problem.hessian @ v, rtol=1e-10, atol=1e-12)
     assert op.n_matvec == 7
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_default_product_on_each_device_equals_the_dense_hessian(problem, device):
+    """The defaults a device gets (CPU: linearized, small chunks; CUDA: vmapped blocks) are exact."""
+    model = problem.model.to(device)
+    op = HessianOperator(model, problem.x.to(device), problem.y.to(device))
+    assert op.linearized == (device == "cpu")
+    v = _operand(op.shape[0], 9).to(device)
+    torch.testing.assert_close((op @ v).cpu(), problem.hessian @ v.cpu(), rtol=1e-10, atol=1e-12)
+    problem.model.to("cpu")
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 13])
@@ -84,3 +96,30 @@ def test_shape_dtype_device_and_errors(mlp):
         op @ torch.zeros(p + 1, dtype=torch.float64)
     with pytest.raises(ValueError, match="chunk_size"):
         HessianOperator(mlp.model, mlp.x, mlp.y, chunk_size=0)
+
+
+def test_out_of_memory_retries_in_smaller_pieces(cnn, monkeypatch):
+    """A GPU out-of-memory error on a large chunk halves the block, then the chunks, and the
+    product is still exact (simulated on CPU: the first two chunk evaluations raise)."""
+    import warnings
+
+    from minima.curvature import hvp as H
+
+    op = H.HessianOperator(cnn.model, cnn.x, cnn.y, chunk_size=30, linearize=False, block_size=2)
+    real = H.HessianOperator._chunk_loss
+    failures = [2]
+
+    def flaky(self, chunk):
+        if failures[0] and len(chunk[1]) > 15:
+            failures[0] -= 1
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(self, chunk)
+
+    monkeypatch.setattr(H.HessianOperator, "_chunk_loss", flaky)
+    v = torch.eye(cnn.hessian.shape[0], dtype=torch.float64)[:, :2]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = op @ v
+    assert torch.allclose(out, cnn.hessian @ v, rtol=1e-10, atol=1e-12)
+    assert op.block_size == 1 and max(len(yc) for _, yc in op.chunks) == 15 and op.n_matvec == 2
+    assert any("out of memory" in str(w.message) for w in caught)

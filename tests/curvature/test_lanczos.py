@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from minima.curvature.hvp import HessianOperator
-from minima.curvature.lanczos import lanczos, min_eigenvalue, top_eigenpairs
+from minima.curvature.lanczos import lanczos
+
+
+def top_eigenpairs(op, k, **kwargs):
+    return lanczos(op, k, bottom=False, **kwargs).top
+
+
+def min_eigenvalue(op, **kwargs):
+    return lanczos(op, 0, bottom=True, **kwargs).bottom
 
 
 def _t(values) -> torch.Tensor:
