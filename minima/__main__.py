@@ -1,25 +1,32 @@
 """Command line: `python -m minima <stage> --profile NAME [...]`. Every stage skips work whose
-outputs are current, so rerunning is cheap and an interrupted run resumes."""
+outputs are current, so rerunning is cheap and an interrupted run resumes.
+
+Errors are one line on stderr and exit status 2 (an unexpected one too: its traceback only
+with --debug); an interrupt exits 130 and the next call resumes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from minima.io import MinimaError
 
 STAGES = {
     "data": "provision the profile's data set (offline sources first) and verify its checksums",
-    "plan": "write each run's config.json and a makefile of the work still to do",
-    "train": "train the given runs (resumes from the last checkpoint)",
+    "plan": "write each run's config.json, build/plan.json and build/plan.mk (the work still to do)",
+    "train": "train the given runs to the stop rule (resumes from the last checkpoint)",
     "curvature": "Hessian top eigenvalues, trace, spectral density, gradient norm of the given runs",
     "sharpness": "sharpness measures of the given runs",
     "landscape": "1-D/2-D loss landscapes of the given runs",
     "run": "train + curvature + sharpness + landscape of the given runs",
     "study": "profile-level analyses: Dinh's rescaling experiment and the interpolation between minima",
-    "summarize": "collect every result into build/summary.json (never trains; lists what is missing)",
+    "execute": "run the plan's pending tasks with an executor (local make, a Dask cluster, or SLURM)",
+    "summarize": "collect every result and the analysis into build/summary.json (never trains; lists what is missing)",
+    "check": "check that this Python has what minima needs (torch >= 2.4, numpy, scipy, ...); one line per problem",
     "bench": "curvature and training benchmarks against PyHessian and curvlinops -> build/bench.{json,md}",
 }
 
@@ -31,25 +38,36 @@ def parser() -> argparse.ArgumentParser:
         epilog="Profiles: quick (CPU default), paper (GPU default), seed (the original study), tiny (tests), or a .toml path. "
         "`make all PROFILE=...` runs every stage in order.",
     )
+    top.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     sub = top.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, help_text in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
+        stage.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an unexpected error")
+        if name == "check":
+            continue
         stage.add_argument("--profile", default="auto", help="profile name or .toml path (default: auto = paper with CUDA, else quick)")
         stage.add_argument("--root", default=None, help="directory holding runs/, build/, data/ (default: current directory or $MINIMA_ROOT)")
-        stage.add_argument("--no-progress", action="store_true", help="no progress bars")
-        if name == "data":
+        stage.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
+        if name in ("data", "plan"):
             stage.add_argument("--data-dir", type=Path, default=None, help="a directory with the four IDX files (train-images-idx3-ubyte, ...)")
+        if name == "plan":
+            stage.add_argument("--task-runs", type=int, default=4, metavar="N",
+                               help="group configurations that differ only in learning rate into tasks of at most N runs "
+                                    "(default 4; 1: one task per configuration)")
         if name in ("train", "curvature", "sharpness", "landscape", "run"):
             stage.add_argument("--run", action="append", default=None, metavar="HASH", help="run hash (repeatable; default: every run of the profile)")
-        if name == "plan":
-            stage.add_argument("--makefile", type=Path, default=Path("build/plan.mk"), help="where to write the makefile of pending work")
         if name == "study":
             stage.add_argument("--kind", action="append", choices=("dinh", "interpolation"), default=None,
                                help="which part (repeatable; default: every part the profile asks for)")
+        if name == "execute":
+            stage.add_argument("--executor", choices=("local", "dask", "slurm"), default="local",
+                               help="local: make -j; dask: DASK_SCHEDULER_ADDRESS or a LocalCluster; slurm: dask-jobqueue")
+            stage.add_argument("--jobs", type=int, default=0, help="parallel tasks / workers (default: one per core)")
+            stage.add_argument("--scheduler", default=None, help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS)")
         if name == "summarize":
             stage.add_argument("--created-by", default=None, help="the command recorded as having produced the results")
         if name == "bench":
-            stage.add_argument("--out", type=Path, default=Path("build"), help="directory for bench.json and bench.md")
+            stage.add_argument("--out", type=Path, default=None, help="directory for bench.json and bench.md (default: ROOT/build)")
             stage.add_argument("--samples", type=int, default=0, help="training images for curvature timing (default: 60000 on GPU, 5000 on CPU)")
     return top
 
@@ -65,23 +83,49 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("minima: interrupted; finished work is saved and the next call resumes", file=sys.stderr)
         return 130
-    if args.stage not in ("plan",):
+    except Exception as exc:  # the last resort: one line, the traceback only on request
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+        print(f"minima: unexpected error: {type(exc).__name__}: {exc}{at}; rerun with --debug for the traceback", file=sys.stderr)
+        return 2
+    if args.stage not in ("plan", "check"):
         print(f"minima {args.stage}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
 
 def _dispatch(args: argparse.Namespace) -> None:
+    if args.stage == "check":
+        from minima.environment import check_environment
+
+        check_environment()
+        print("minima: environment ok")
+        return
     from minima import pipeline
-    from minima.runtime import configure_threads
+    from minima.runtime import configure_threads, show_progress
 
     configure_threads()
-    ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None), progress=not args.no_progress)
+    ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None),
+                                progress=show_progress(not args.no_progress), warn=args.stage == "plan")
     if args.stage in ("data", "plan"):  # plan provisions the data first: `make all` starts with it
         manifest = pipeline.stage_data(ctx)
         print(f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from {manifest['source']}, checksums verified")
         if args.stage == "plan":
-            pending = pipeline.stage_plan(ctx, args.makefile)
-            print(f"profile {ctx.profile.name}: {len(ctx.profile.runs)} runs, {len(pending)} pending" + (f" ({', '.join(pending)})" if pending else ""))
+            from minima.plan import write_plan
+
+            if args.task_runs < 1:
+                raise MinimaError(f"--task-runs: must be >= 1, got {args.task_runs}")
+            pipeline.write_run_configs(ctx)
+            plan = write_plan(ctx, task_runs=args.task_runs)
+            configurations = len({r.configuration for r in ctx.profile.runs})
+            print(f"profile {ctx.profile.ref}: {len(ctx.profile.runs)} runs in {configurations} configurations, "
+                  f"{len(plan.tasks)} tasks, {len(plan.pending)} tasks pending")
+        return
+    if args.stage == "execute":
+        from minima.executors import execute
+
+        execute(ctx, executor=args.executor, jobs=args.jobs, scheduler=args.scheduler)
         return
     if args.stage == "study":
         pipeline.stage_study(ctx, kinds=args.kind)
@@ -95,7 +139,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.stage == "bench":
         from minima import bench
 
-        bench.main(ctx, out=args.out, samples=args.samples)
+        bench.main(ctx, out=args.out or ctx.layout.build, samples=args.samples)
         return
     runs = [ctx.profile.run(h) for h in args.run] if args.run else list(ctx.profile.runs)
     if args.stage == "train":

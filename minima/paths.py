@@ -41,6 +41,14 @@ class Layout:
         return self.build / "summary.json"
 
     @property
+    def plan(self) -> Path:
+        return self.build / "plan.json"
+
+    @property
+    def plan_makefile(self) -> Path:
+        return self.build / "plan.mk"
+
+    @property
     def study(self) -> Path:
         """Profile-level analyses (Dinh experiment, interpolation) live beside the runs."""
         return self.runs / "_study"
@@ -62,3 +70,5 @@ CHECKPOINT_PT = "checkpoint.pt"
 CURVATURE_JSON = "curvature.json"
 SHARPNESS_JSON = "sharpness.json"
 LANDSCAPE_JSON = "landscape.json"
+EIGENVECTORS_PT = "eigenvectors.pt"
+LOCK = ".lock"  # held while a process trains or analyses the run

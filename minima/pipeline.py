@@ -1,40 +1,44 @@
 """The stages of a study, each one CLI call that skips work whose outputs are current.
 
 data -> plan -> (per run) train -> curvature -> sharpness -> landscape -> (per study) dinh,
-interpolate -> summarize. A per-run analysis is current when its JSON exists and records the
-same settings and the same model.pt digest; anything else recomputes it.
+interpolation -> summarize. Every result records the `inputs` it was computed from (its
+settings and the SHA-256 of every model.pt it read); it is current when those equal what the
+profile and the run directories give now (`is_current`, the one check the runs, the study
+parts and `make report`'s list of what is missing all use). Anything else recomputes it.
+
+Work on one run holds that run's lock, so two `make all` in one directory train each run once:
+the second waits, then finds the run current. A corrupt artifact is moved aside
+(`<name>.corrupt`) with one line saying so, and recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from minima import curvature as curvature_engine
 from minima import data as data_stage
 from minima import paths
+from minima.checkpoints import TrainJob
 from minima.config import Profile, RunConfig, load_profile
-from minima.io import MinimaError, load_torch, read_json, save_torch, write_json, write_text
-from minima.landscape import measure_interpolation
-from minima.landscape import measure_landscape
+from minima.io import CorruptFile, MinimaError, finite_or_none, locked, move_aside, read_json_or_none, write_json
+from minima.landscape import measure_interpolation, measure_landscape
 from minima.models import LeNet5, build_model
-from minima.objective import evaluate, params_of
-from minima.optimizers import RELATIVE_STEP_COST
-from minima.reparam import dinh_scales, rescale
-from minima.runtime import DTYPES, default_profile, select_device
+from minima.objective import evaluate, flatten, params_of
+from minima.reparam import balancing_scales, dinh_rows, rescaling_factors
+from minima.runtime import DTYPES, configure_device, default_profile, select_device
 from minima.settings import to_table
 from minima.sharpness import measure_all as measure_sharpness
-from minima.train import TrainJob, train
+from minima.tensors import load_torch, save_torch
+from minima.train import train
 
-DINH_JSON = "dinh.json"
-INTERPOLATION_JSON = "interpolation.json"
-EIGENVECTORS_PT = "eigenvectors.pt"
+ANALYSES = ("curvature", "sharpness", "landscape")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Context:
     device: torch.device
     dtype: torch.dtype
     data_dir: Path | None = None
-    progress: bool = True
+    progress: bool = False
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def run_dir(self, run: RunConfig) -> Path:
@@ -52,230 +56,327 @@ class Context:
 
     @property
     def dataset(self) -> data_stage.Dataset:
-        """The profile's data, loaded once per process and cut to n_train / n_test."""
+        """The whole data set, loaded (and verified) once per process."""
         if "dataset" not in self._cache:
             study = self.profile.study
-            full = data_stage.load_dataset(study.dataset, study.model, self.layout.data, dtype=self.dtype, device=self.device)
-            cut = lambda split, n: data_stage.Split(split.x[:n], split.y[:n]) if n else split  # noqa: E731
-            self._cache["dataset"] = replace(full, train=cut(full.train, study.n_train), test=cut(full.test, study.n_test))
+            self._cache["dataset"] = data_stage.load_dataset(study.dataset, study.model, self.layout.data,
+                                                             dtype=self.dtype, device=self.device)
         return self._cache["dataset"]
 
+    def training_set(self, run: RunConfig) -> data_stage.Subset:
+        """The run's training images: the profile's stratified subset, labels flipped per label_noise."""
+        key = ("train", run.n_train, run.data_seed, run.train.label_noise)
+        if key not in self._cache:
+            self._cache[key] = data_stage.select(self.dataset.train, run.n_train, run.data_seed, run.train.label_noise)
+        return self._cache[key]
 
-def open_context(profile_name: str, *, root: str | None = None, data_dir: Path | None = None, progress: bool = True) -> Context:
-    name = default_profile() if profile_name == "auto" else profile_name
-    profile = load_profile(name)
+    def test_set(self) -> data_stage.Subset:
+        study = self.profile.study
+        if "test" not in self._cache:
+            self._cache["test"] = data_stage.select(self.dataset.test, study.n_test, study.data_seed)
+        return self._cache["test"]
+
+    def analysis_data(self, run: RunConfig, n_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The images an analysis uses: the run's training set, or a stratified subset of it
+        (n_samples below its size), chosen once here and recorded by the caller."""
+        training = self.training_set(run)
+        chosen = data_stage.select(training.split, n_samples, seed)
+        within = chosen.indices
+        if within is None:
+            return training.split.x, training.split.y, training.record()
+        full = within if training.indices is None else training.indices[within]
+        record = {"n": len(within), "indices": full.tolist(), "indices_sha256": data_stage.digest(full), "flipped": []}
+        return chosen.split.x, chosen.split.y, record
+
+
+def open_context(profile_ref: str, *, root: str | None = None, data_dir: Path | None = None, progress: bool = False,
+                 warn: bool = False) -> Context:
+    ref = default_profile() if profile_ref == "auto" else profile_ref
+    profile = load_profile(ref, warn=warn)
     device = select_device(profile.study.device)
+    configure_device(device)
     return Context(profile, paths.layout(root), device, DTYPES[profile.study.dtype], data_dir, progress)
-
-
-# ---- data and plan -------------------------------------------------------------------------
 
 
 def stage_data(ctx: Context) -> dict:
     return data_stage.provision(ctx.profile.study.dataset, ctx.layout.data, ctx.data_dir or data_stage.default_data_dir())
 
 
-def _write_run_configs(ctx: Context) -> None:
+def write_run_configs(ctx: Context) -> None:
     for run in ctx.profile.runs:
         path = ctx.run_dir(run) / paths.CONFIG_JSON
-        record = {"run": run.run_hash, "profile": ctx.profile.name, **run.to_json()}
-        if not path.exists() or read_json(path) != record:
+        record = {"run": run.run_hash, "profile": ctx.profile.name, "configuration": run.configuration,
+                  "hyperparameters": ctx.profile.hyperparameters(run), "levels": dict(run.levels), **run.to_json()}
+        if read_json_or_none(path) != record:
             write_json(path, record)
 
 
-def pending_runs(ctx: Context) -> list[RunConfig]:
-    return [run for run in ctx.profile.runs if not run_is_current(ctx, run)]
+def advice(ctx: Context) -> str:
+    ref = ctx.profile.ref
+    return f"make all PROFILE={ref!r}" if " " in ref else f"make all PROFILE={ref}"
 
 
-def stage_plan(ctx: Context, makefile: Path) -> list[str]:
-    """Write each run's config.json and a makefile whose targets are the work still to do.
+# ---- currency ------------------------------------------------------------------------------
 
-    Runs of one optimizer configuration form one target when seeds are trained together, so
-    `make -j` never trains a stacked group twice. Targets run longest first. GNU make does not
-    go back to a target whose prerequisites were still running when it passed it, so the Dinh
-    study (minutes) is chained into the recipe of the run it reads, which comes first: it then
-    overlaps the other runs under `make -j`. The `study` target does the rest (the
-    interpolation, about a second).
-    """
-    _write_run_configs(ctx)
-    todo = {run.run_hash for run in pending_runs(ctx)}
-    groups: dict[str, list[RunConfig]] = {}
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def is_current(path: Path, inputs: dict[str, Any]) -> bool:
+    """The one currency check: the result exists, is readable and was computed from `inputs`.
+    A corrupt result is moved aside (and so recomputed)."""
+    if not path.exists():
+        return False
+    record = read_json_or_none(path, require=("inputs",))
+    if record is None:
+        _move_aside(path, "unreadable or incomplete result")
+        return False
+    return record["inputs"] == inputs
+
+
+def _move_aside(path: Path, why: str) -> None:
+    moved = move_aside(path)
+    print(f"minima: {path} is corrupt ({why}); moved to {moved.name}, recomputing", file=sys.stderr)
+
+
+def metrics(ctx: Context, run: RunConfig) -> dict | None:
+    path = ctx.run_dir(run) / paths.METRICS_JSON
+    if not path.exists():
+        return None
+    record = read_json_or_none(path, require=("status", "converged", "epochs_completed", "history", "final"))
+    if record is None or not isinstance(record["final"] if record["status"] != "running" else {}, dict):
+        _move_aside(path, "not a metrics record")
+        return None
+    return record
+
+
+def is_trained(ctx: Context, run: RunConfig) -> bool:
+    """metrics.json says finished and model.pt loads as this run's LeNet-5 (else both are redone)."""
+    record = metrics(ctx, run)
+    model_path = ctx.run_dir(run) / paths.MODEL_PT
+    if record is None or record["status"] not in ("ok", "diverged") or not model_path.exists():
+        return False
+    try:
+        load_trained(ctx, run)
+    except CorruptFile as exc:
+        _move_aside(exc.path, exc.reason)
+        _move_aside(ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
+        return False
+    return True
+
+
+def analyses_of(ctx: Context, run: RunConfig) -> tuple[str, ...]:
+    """What a trained run needs: every analysis if it did not diverge; landscapes for first seeds."""
+    record = metrics(ctx, run) or {}
+    if record.get("status") != "ok":
+        return ()
+    return tuple(kind for kind in ANALYSES if kind != "landscape" or ctx.profile.is_first_seed(run))
+
+
+def analysis_inputs(ctx: Context, run: RunConfig, kind: str) -> dict[str, Any]:
+    inputs = {"settings": to_table(getattr(ctx.profile, kind)), "model_sha256": digest(ctx.run_dir(run) / paths.MODEL_PT)}
+    if kind == "curvature":
+        inputs["density"] = ctx.profile.curvature.density_runs == "all" or ctx.profile.is_first_seed(run)
+    if kind == "landscape":  # slices follow the top eigenvectors: new curvature settings, new landscape
+        inputs["curvature"] = to_table(ctx.profile.curvature)
+    return inputs
+
+
+def analysis_path(ctx: Context, run: RunConfig, kind: str) -> Path:
+    return ctx.run_dir(run) / {"curvature": paths.CURVATURE_JSON, "sharpness": paths.SHARPNESS_JSON,
+                               "landscape": paths.LANDSCAPE_JSON}[kind]
+
+
+def analysis_is_current(ctx: Context, run: RunConfig, kind: str) -> bool:
+    current = is_current(analysis_path(ctx, run, kind), analysis_inputs(ctx, run, kind))
+    if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
+        current = _readable(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
+    return current
+
+
+def _readable(path: Path) -> bool:
+    """A tensor file that loads; a corrupt one is moved aside (so its producer runs again)."""
+    if not path.exists():
+        return False
+    try:
+        load_torch(path)
+    except CorruptFile as exc:
+        _move_aside(exc.path, exc.reason)
+        return False
+    return True
+
+
+def run_is_current(ctx: Context, run: RunConfig) -> bool:
+    return is_trained(ctx, run) and all(analysis_is_current(ctx, run, kind) for kind in analyses_of(ctx, run))
+
+
+def study_kinds(ctx: Context) -> tuple[str, ...]:
+    return ("dinh",) + (("interpolation",) if ctx.profile.study.interpolate else ())
+
+
+def study_runs(ctx: Context, kind: str) -> tuple[RunConfig, ...]:
+    if kind == "dinh":
+        return (ctx.profile.first_run(ctx.profile.study.dinh_optimizer),)
+    return tuple(ctx.profile.first_run(name) for name in ctx.profile.study.interpolate)
+
+
+def study_path(ctx: Context, kind: str) -> Path:
+    return ctx.layout.study / f"{ctx.profile.name}-{kind}.json"
+
+
+def study_inputs(ctx: Context, kind: str) -> dict[str, Any] | None:
+    """Settings and the digests of the models the part reads; None while one is not trained."""
+    runs = study_runs(ctx, kind)
+    if not all(is_trained(ctx, run) for run in runs):
+        return None
+    models = {run.run_hash: digest(ctx.run_dir(run) / paths.MODEL_PT) for run in runs}
+    if kind == "dinh":
+        settings = {"dinh": to_table(ctx.profile.dinh), "curvature": to_table(ctx.profile.curvature),
+                    "sharpness": to_table(ctx.profile.sharpness)}
+    else:
+        settings = {"landscape": to_table(ctx.profile.landscape)}
+    return {"settings": settings, "models": models}
+
+
+def study_is_current(ctx: Context, kind: str) -> bool:
+    inputs = study_inputs(ctx, kind)
+    return inputs is not None and is_current(study_path(ctx, kind), inputs)
+
+
+def missing_results(ctx: Context) -> list[str]:
+    """What `summarize` needs and does not find current, one line per run or study part."""
+    missing = []
     for run in ctx.profile.runs:
-        key = run.group_key if ctx.profile.train.stack_seeds else run.run_hash
-        groups.setdefault(key, []).append(run)
-    dinh = _dinh_run(ctx)
-    dinh_key = next(key for key, runs in groups.items() if dinh in runs)
-    dinh_todo = not study_is_current(ctx, ["dinh"])
-    # longest first (the Dinh chain, then by step cost): the cores stay busy until the end
-    cost = {key: sum(RELATIVE_STEP_COST.get(r.optimizer.name, 1.0) for r in runs) for key, runs in groups.items()}
-    order = [dinh_key] + sorted((k for k in groups if k != dinh_key), key=lambda k: -cost[k])
-    profile_arg = str(ctx.profile.path)
-    lines = ["# Generated by `python -m minima plan`: the work still to do for this profile.", ".PHONY: all-runs study"]
-    for key in order:
-        runs = groups[key]
-        lines += [f".PHONY: train-{key}", f"train-{key}:"]
-        if any(r.run_hash in todo for r in runs):
-            lines.append(f"\t$(MINIMA) run --profile {profile_arg} {' '.join(f'--run {r.run_hash}' for r in runs)}")
-        if key == dinh_key and dinh_todo:
-            lines.append(f"\t$(MINIMA) study --profile {profile_arg} --kind dinh")
-    study_todo = not study_is_current(ctx)
-    targets = " ".join(f"train-{key}" for key in order)
-    lines += [f"study: {targets}"] + ([f"\t$(MINIMA) study --profile {profile_arg}"] if study_todo else [])
-    lines += [f"all-runs: {targets} study", ""]
-    write_text(makefile, "\n".join(lines))
-    pending = sorted(todo) + (["study"] if study_todo else [])
-    return pending
+        if not is_trained(ctx, run):
+            missing.append(f"{run.run_hash} ({run.label}): not trained")
+            continue
+        stale = [kind for kind in analyses_of(ctx, run) if not analysis_is_current(ctx, run, kind)]
+        if stale:
+            missing.append(f"{run.run_hash} ({run.label}): {', '.join(stale)}")
+    missing += [f"study: {kind}" for kind in study_kinds(ctx) if not study_is_current(ctx, kind)]
+    return missing
 
 
 # ---- per-run stages ------------------------------------------------------------------------
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _metrics(ctx: Context, run: RunConfig) -> dict | None:
-    path = ctx.run_dir(run) / paths.METRICS_JSON
-    return read_json(path) if path.exists() else None
-
-
-def is_trained(ctx: Context, run: RunConfig) -> bool:
-    metrics = _metrics(ctx, run)
-    return bool(metrics) and metrics.get("status") in ("ok", "diverged") and (ctx.run_dir(run) / paths.MODEL_PT).exists()
-
-
-def _analysis_is_current(path: Path, settings: dict, model_sha: str) -> bool:
-    if not path.exists():
-        return False
-    try:
-        record = read_json(path)
-    except MinimaError:
-        return False
-    return record.get("settings") == settings and record.get("model_sha256") == model_sha
-
-
-ANALYSES = (
-    (paths.CURVATURE_JSON, "curvature"),
-    (paths.SHARPNESS_JSON, "sharpness"),
-    (paths.LANDSCAPE_JSON, "landscape"),
-)
-
-
-def _analysis_settings(ctx: Context, kind: str) -> dict:
-    settings = to_table(getattr(ctx.profile, kind))
-    if kind == "landscape":
-        # The landscape slices along the top eigenvectors: new curvature settings, new landscape.
-        settings["curvature"] = to_table(ctx.profile.curvature)
-    return settings
-
-
-def run_is_current(ctx: Context, run: RunConfig) -> bool:
-    if not is_trained(ctx, run):
-        return False
-    model_sha = _digest(ctx.run_dir(run) / paths.MODEL_PT)
-    return all(
-        _analysis_is_current(ctx.run_dir(run) / name, _analysis_settings(ctx, kind), model_sha) for name, kind in ANALYSES
-    )
-
-
-def stage_train(ctx: Context, runs: list[RunConfig]) -> None:
-    todo = [run for run in runs if not is_trained(ctx, run)]
-    if not todo:
-        return
-    _write_run_configs(ctx)
-    data = ctx.dataset
-    # Stacked training needs one optimizer configuration per call.
-    by_optimizer: dict[str, list[RunConfig]] = {}
-    for run in todo:
-        by_optimizer.setdefault(run.group_key, []).append(run)
-    for group in by_optimizer.values():
-        jobs = [TrainJob(run_dir=ctx.run_dir(r), variant=r.model, optimizer=r.optimizer, seed=r.seed) for r in group]
-        train(jobs, ctx.profile.train, data.train.x, data.train.y, data.test.x, data.test.y, device=ctx.device, dtype=ctx.dtype, progress=ctx.progress)
-
-
 def load_trained(ctx: Context, run: RunConfig) -> LeNet5:
     model = build_model(run.model, seed=run.seed, dtype=ctx.dtype, device=ctx.device)
-    state = load_torch(ctx.run_dir(run) / paths.MODEL_PT)
+    path = ctx.run_dir(run) / paths.MODEL_PT
+    state = load_torch(path)
     try:
         model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise MinimaError(f"corrupt checkpoint {ctx.run_dir(run) / paths.MODEL_PT}: not a LeNet-5 {run.model} state_dict") from exc
+    except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
+        raise CorruptFile(path, f"not a LeNet-5 {run.model} state_dict") from exc
     return model.to(device=ctx.device, dtype=ctx.dtype)
 
 
-def _subset(ctx: Context, n_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
-    train = ctx.dataset.train
-    indices = data_stage.subset_indices(len(train.y), n_samples, seed)
-    if indices is None:
-        return train.x, train.y, None
-    index = torch.tensor(indices, device=train.x.device)
-    return train.x[index], train.y[index], indices
+def stage_train(ctx: Context, runs: list[RunConfig]) -> None:
+    """Train every run not trained yet (each under its lock); runs of a configuration stack when asked."""
+    todo = [run for run in runs if not is_trained(ctx, run)]
+    if not todo:
+        return
+    write_run_configs(ctx)
+    test = ctx.test_set().split
+    groups: dict[tuple, list[RunConfig]] = {}
+    for run in todo:
+        key = run.configuration if ctx.profile.train.stack_seeds else run.run_hash
+        groups.setdefault(key, []).append(run)
+    for group in groups.values():
+        training = ctx.training_set(group[0])
+        with _locks(ctx, group):
+            group = [run for run in group if not is_trained(ctx, run)]  # another process may have finished it
+            if not group:
+                continue
+            jobs = [TrainJob(run_dir=ctx.run_dir(r), variant=r.model, optimizer=r.optimizer, seed=r.seed) for r in group]
+            record = {"training_set": training.record(), "test_set": {"n": len(test.y)}}
+            train(jobs, group[0].train, training.split.x, training.split.y, test.x, test.y,
+                  device=ctx.device, dtype=ctx.dtype, progress=ctx.progress, record=record)
 
 
-def _record(settings: dict, model_sha: str, indices: list[int] | None, seconds: float, values: dict) -> dict:
-    # The stage's own keys come last: a result's own "settings" must not mask what decides currency.
-    record = {**values, "settings": settings, "model_sha256": model_sha, "stage_seconds": seconds}
-    if indices is not None:
-        record["indices"] = indices
-    return record
+class _locks:
+    """Hold the locks of several runs, always in hash order (no deadlock between processes)."""
+
+    def __init__(self, ctx: Context, runs: list[RunConfig]):
+        self._paths = sorted({ctx.run_dir(r) / paths.LOCK for r in runs})
+        self._held: list = []
+
+    def __enter__(self) -> None:
+        for path in self._paths:
+            lock = locked(path)
+            lock.__enter__()
+            self._held.append(lock)
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._held:
+            self._held.pop().__exit__(*exc)
 
 
-def _skip_record(settings: dict, model_sha: str, reason: str) -> dict:
-    return {"settings": settings, "model_sha256": model_sha, "status": "skipped", "reason": reason}
+def stage_analyses(ctx: Context, run: RunConfig, kinds: tuple[str, ...] | None = None) -> None:
+    """The run's analyses that are not current, in order (the landscape reads curvature's vectors)."""
+    with locked(ctx.run_dir(run) / paths.LOCK):
+        for kind in ANALYSES:
+            if kind not in analyses_of(ctx, run) or (kinds and kind not in kinds):
+                continue
+            if analysis_is_current(ctx, run, kind):
+                continue
+            started = time.perf_counter()
+            values = ANALYSIS_FUNCTIONS[kind](ctx, run)
+            record = {**values, "inputs": analysis_inputs(ctx, run, kind), "stage_seconds": time.perf_counter() - started}
+            write_json(analysis_path(ctx, run, kind), finite_or_none(record))
+            print(f"minima: {kind} of {run.label} ({run.run_hash}) in {record['stage_seconds']:.1f} s", file=sys.stderr)
 
 
-def stage_analyses(ctx: Context, run: RunConfig, kinds: tuple[str, ...] = ("curvature", "sharpness", "landscape")) -> None:
-    """Curvature, then sharpness and landscape (the landscape needs the top eigenvectors)."""
-    _require_trained(ctx, run)
-    directory = ctx.run_dir(run)
-    model_sha = _digest(directory / paths.MODEL_PT)
-    diverged = (_metrics(ctx, run) or {}).get("status") == "diverged"
-    for name, kind in ANALYSES:
-        if kind not in kinds:
-            continue
-        settings = _analysis_settings(ctx, kind)
-        path = directory / name
-        if _analysis_is_current(path, settings, model_sha):
-            continue
-        if diverged:
-            write_json(path, _skip_record(settings, model_sha, "training diverged"))
-            continue
-        started = time.perf_counter()
-        values, indices = ANALYSIS_FUNCTIONS[kind](ctx, run)
-        record = _record(settings, model_sha, indices, time.perf_counter() - started, values)
-        record["n_samples_total"] = len(ctx.dataset.train.y)  # what the indices index into
-        write_json(path, record)
-
-
-def _curvature(ctx: Context, run: RunConfig) -> tuple[dict, list[int] | None]:
+def _curvature(ctx: Context, run: RunConfig) -> dict:
     settings = ctx.profile.curvature
-    x, y, indices = _subset(ctx, settings.n_samples, settings.seed)
-    result = curvature_engine.measure(load_trained(ctx, run), x, y, settings, device=ctx.device, dtype=ctx.dtype, progress=ctx.progress)
-    save_torch(ctx.run_dir(run) / EIGENVECTORS_PT, result.vectors.detach().cpu())
-    return result.to_json(), indices
+    x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
+    model = load_trained(ctx, run)
+    with_density = settings.density_runs == "all" or ctx.profile.is_first_seed(run)
+    # lambda_max after the function-preserving rescaling that equalizes the layers' weight norms
+    # (tanh is not positively homogeneous: no such rescaling exists for the seed variant)
+    params = params_of(model)
+    scales = balancing_scales(params) if run.model == "modern" else None
+    factors = flatten(rescaling_factors(params, scales)) if scales else None
+    result = curvature_engine.measure(model, x, y, settings, device=ctx.device, dtype=ctx.dtype,
+                                      progress=ctx.progress, with_density=with_density, rescaling=factors)
+    save_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT, result.vectors.detach().cpu())
+    record = result.to_json()
+    balanced = record.pop("rescaled")
+    return {**record, "balanced": balanced and {**balanced, "scales": scales}, "data": data}
 
 
-def _sharpness(ctx: Context, run: RunConfig) -> tuple[dict, list[int] | None]:
+def _sharpness(ctx: Context, run: RunConfig) -> dict:
     settings = ctx.profile.sharpness
-    x, y, indices = _subset(ctx, settings.n_samples, settings.seed)
+    x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
     model = load_trained(ctx, run)
-    return measure_sharpness(model, params_of(model), x, y, settings, device=ctx.device, dtype=ctx.dtype).to_json(), indices
+    result = measure_sharpness(model, params_of(model), x, y, settings, device=ctx.device, dtype=ctx.dtype)
+    return {**result.to_json(), "data": data}
 
 
-def _landscape(ctx: Context, run: RunConfig) -> tuple[dict, list[int] | None]:
+def _landscape(ctx: Context, run: RunConfig) -> dict:
     settings = ctx.profile.landscape
-    if run.seed != ctx.profile.study.seeds[0]:
-        return {"status": "skipped", "reason": "landscapes are drawn for the first seed of each optimizer"}, None
-    x, y, indices = _subset(ctx, settings.n_samples, settings.seed)
+    x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
     model = load_trained(ctx, run)
-    if not (ctx.run_dir(run) / EIGENVECTORS_PT).exists():
-        stage_analyses(ctx, run, ("curvature",))
-    vectors = load_torch(ctx.run_dir(run) / EIGENVECTORS_PT).to(device=ctx.device, dtype=ctx.dtype)
+    try:
+        vectors = load_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
+    except CorruptFile as exc:
+        _move_aside(exc.path, exc.reason)
+        _curvature_again(ctx, run)
+        vectors = load_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
+    vectors = vectors.to(device=ctx.device, dtype=ctx.dtype)
     result = measure_landscape(model, params_of(model), vectors, x, y, settings, device=ctx.device, dtype=ctx.dtype)
-    return result.to_json(), indices
+    return {**result.to_json(), "data": data}
 
 
-ANALYSIS_FUNCTIONS = {"curvature": _curvature, "sharpness": _sharpness, "landscape": _landscape}
+def _curvature_again(ctx: Context, run: RunConfig) -> None:
+    record = {**_curvature(ctx, run), "inputs": analysis_inputs(ctx, run, "curvature"), "stage_seconds": None}
+    write_json(analysis_path(ctx, run, "curvature"), finite_or_none(record))
+
+
+ANALYSIS_FUNCTIONS: dict[str, Callable[[Context, RunConfig], dict]] = {
+    "curvature": _curvature, "sharpness": _sharpness, "landscape": _landscape,
+}
 
 
 def stage_run(ctx: Context, runs: list[RunConfig]) -> None:
@@ -287,118 +388,62 @@ def stage_run(ctx: Context, runs: list[RunConfig]) -> None:
 # ---- study-level stages --------------------------------------------------------------------
 
 
-def _study_settings(ctx: Context, kind: str) -> dict:
-    profile = ctx.profile
-    if kind == "dinh":
-        return {"run": _dinh_run(ctx).run_hash, "dinh": to_table(profile.dinh), "curvature": to_table(profile.curvature), "sharpness": to_table(profile.sharpness)}
-    a, b = profile.study.interpolate
-    return {"a": profile.first_seed_run(a).run_hash, "b": profile.first_seed_run(b).run_hash, "landscape": to_table(profile.landscape)}
-
-
-def _study_path(ctx: Context, kind: str) -> Path:
-    return ctx.layout.study / f"{ctx.profile.name}-{DINH_JSON if kind == 'dinh' else INTERPOLATION_JSON}"
-
-
-def _dinh_run(ctx: Context) -> RunConfig:
-    """The minimum Dinh's rescaling is applied to: the profile's dinh_optimizer, first seed."""
-    return ctx.profile.first_seed_run(ctx.profile.study.dinh_optimizer)
-
-
-def _study_kinds(ctx: Context) -> list[str]:
-    return ["dinh"] + (["interpolation"] if ctx.profile.study.interpolate else [])
-
-
-def study_is_current(ctx: Context, kinds: list[str] | None = None) -> bool:
-    for kind in kinds or _study_kinds(ctx):
-        path = _study_path(ctx, kind)
-        if not path.exists():
-            return False
-        try:
-            if read_json(path).get("settings") != _study_settings(ctx, kind):
-                return False
-        except MinimaError:
-            return False
-    return True
-
-
 def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
     """The profile-level analyses (all the profile asks for, or the given kinds), each skipped when current."""
-    available = _study_kinds(ctx)
+    available = study_kinds(ctx)
     for kind in kinds or available:
         if kind not in available:
-            raise MinimaError(f"study: profile {ctx.profile.name} has no {kind} part (interpolate is empty)")
-        path = _study_path(ctx, kind)
-        settings = _study_settings(ctx, kind)
-        try:
-            if path.exists() and read_json(path).get("settings") == settings:
+            raise MinimaError(f"study: profile {ctx.profile.ref} has no {kind} part (interpolate is empty)")
+        for run in study_runs(ctx, kind):
+            if not is_trained(ctx, run):
+                raise MinimaError(f"run {run.run_hash} ({run.label}) is not trained yet: run `{advice(ctx)}`")
+        with locked(study_path(ctx, kind).with_suffix(".lock")):
+            inputs = study_inputs(ctx, kind)
+            if is_current(study_path(ctx, kind), inputs):
                 continue
-        except MinimaError:
-            pass
-        started = time.perf_counter()
-        values = _dinh(ctx) if kind == "dinh" else _interpolation(ctx)
-        write_json(path, {"settings": settings, **values, "stage_seconds": time.perf_counter() - started})
-
-
-def _require_trained(ctx: Context, run: RunConfig) -> None:
-    if not is_trained(ctx, run):
-        raise MinimaError(f"run {run.run_hash} ({run.optimizer.name}, seed {run.seed}) is not trained yet: run `make all PROFILE={ctx.profile.name}`")
+            started = time.perf_counter()
+            values = _dinh(ctx) if kind == "dinh" else _interpolation(ctx)
+            record = {**values, "inputs": inputs, "stage_seconds": time.perf_counter() - started}
+            write_json(study_path(ctx, kind), finite_or_none(record))
+            print(f"minima: study {kind} in {record['stage_seconds']:.1f} s", file=sys.stderr)
 
 
 def _dinh(ctx: Context) -> dict:
     profile = ctx.profile
-    run = _dinh_run(ctx)
+    (run,) = study_runs(ctx, "dinh")
     if run.model != "modern":
         return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {run.model} variant uses tanh"}
-    _require_trained(ctx, run)
-    if (_metrics(ctx, run) or {}).get("status") != "ok":
+    if (metrics(ctx, run) or {}).get("status") != "ok":
         return {"applicable": False, "rows": [], "note": f"the {run.optimizer.name} run diverged"}
     model = load_trained(ctx, run)
-    base = params_of(model)
-    cx, cy, _ = _subset(ctx, profile.curvature.n_samples, profile.curvature.seed)
-    sx, sy, _ = _subset(ctx, profile.sharpness.n_samples, profile.sharpness.seed)
-    test = ctx.dataset.test
-    rows = []
-    for scale in profile.dinh.scales:
-        params = rescale(base, dinh_scales(scale, profile.dinh.layers), variant=run.model)
+    cx, cy, _ = ctx.analysis_data(run, profile.curvature.n_samples, profile.curvature.seed)
+    sx, sy, _ = ctx.analysis_data(run, profile.sharpness.n_samples, profile.sharpness.seed)
+    test = ctx.test_set().split
+    reference = evaluate(model, params_of(model), test.x, test.y)
+    probe = test.x[:256]
+    with torch.no_grad():
+        logits = model(probe)
+
+    def measure(params: dict) -> dict:
         scaled = build_model(run.model, seed=run.seed, dtype=ctx.dtype, device=ctx.device)
-        scaled.load_state_dict(params, strict=False)
+        scaled.load_state_dict(params)
         curvature = curvature_engine.measure_top_and_trace(scaled, cx, cy, profile.curvature, device=ctx.device, dtype=ctx.dtype)
-        sharp = measure_sharpness(scaled, params, sx, sy, profile.sharpness, device=ctx.device, dtype=ctx.dtype).to_json()
+        sharp = measure_sharpness(scaled, params, sx, sy, profile.sharpness, device=ctx.device, dtype=ctx.dtype).values()
         evaluation = evaluate(scaled, params, test.x, test.y)
-        row = {"scale": scale, "top_eigenvalue": curvature.top.values[0], "trace": curvature.trace.mean, "test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
-        row.update({k: v for k, v in sharp.items() if k != "details"})
-        rows.append(row)
-    return {"applicable": True, "run": run.run_hash, "optimizer": run.optimizer.name, "seed": run.seed, "layers": list(profile.dinh.layers), "rows": rows, "note": ""}
+        with torch.no_grad():
+            change = float((scaled(probe) - logits).abs().max() / logits.abs().max())
+        return {"top_eigenvalue": curvature.top.values[0], "trace": curvature.trace.mean,
+                "test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss, "max_logit_change": change, **sharp}
+
+    rows = dinh_rows(params_of(model), profile.dinh, variant=run.model, measure=measure)
+    return {"applicable": True, "run": run.run_hash, "optimizer": run.optimizer.name, "seed": run.seed,
+            "layers": list(profile.dinh.layers), "reference_test_accuracy": reference.accuracy, "rows": rows, "note": ""}
 
 
 def _interpolation(ctx: Context) -> dict:
-    profile = ctx.profile
-    a, b = (profile.first_seed_run(name) for name in profile.study.interpolate)
-    for run in (a, b):
-        _require_trained(ctx, run)
-    settings = profile.landscape
-    x, y, _ = _subset(ctx, settings.n_samples, settings.seed)
+    a, b = study_runs(ctx, "interpolation")
+    settings = ctx.profile.landscape
+    x, y, data = ctx.analysis_data(a, settings.n_samples, settings.seed)
     model_a, model_b = load_trained(ctx, a), load_trained(ctx, b)
     result = measure_interpolation(model_a, params_of(model_a), params_of(model_b), x, y, settings, device=ctx.device, dtype=ctx.dtype)
-    return {"a": a.optimizer.name, "b": b.optimizer.name, "run_a": a.run_hash, "run_b": b.run_hash, **result.to_json()}
-
-
-# ---- what `make report` needs --------------------------------------------------------------
-
-
-def missing_results(ctx: Context) -> list[str]:
-    missing = []
-    for run in ctx.profile.runs:
-        directory = ctx.run_dir(run)
-        label = f"{run.run_hash} ({run.optimizer.name}, seed {run.seed})"
-        if not is_trained(ctx, run):
-            missing.append(f"{label}: {paths.MODEL_PT}/{paths.METRICS_JSON}")
-            continue
-        stale = [name for name, kind in ANALYSES if not _analysis_is_current(directory / name, _analysis_settings(ctx, kind), _digest(directory / paths.MODEL_PT))]
-        if stale:
-            missing.append(f"{label}: {', '.join(stale)}")
-    for kind in _study_kinds(ctx):
-        path = _study_path(ctx, kind)
-        if not path.exists() or read_json(path).get("settings") != _study_settings(ctx, kind):
-            missing.append(f"study: {path.name}")
-    return missing
+    return {"a": a.optimizer.name, "b": b.optimizer.name, "run_a": a.run_hash, "run_b": b.run_hash, "data": data, **result.to_json()}

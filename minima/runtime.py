@@ -22,6 +22,22 @@ def select_device(choice: str = "auto") -> torch.device:
     return torch.device(choice)
 
 
+def configure_device(device: torch.device) -> None:
+    """float32 means float32 on GPUs too: TF32 matmuls and convolutions (10-bit mantissas) would
+    put errors of about 1e-3 into Hessian-vector products, the size of the Lanczos tolerance."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def show_progress(requested: bool = True) -> bool:
+    """Progress bars only on a terminal, and never with MINIMA_PROGRESS=0 (`make all PROGRESS=0`)
+    or TQDM_DISABLE set: in a log, one plain line per epoch or stage says the same."""
+    if not requested or os.environ.get("MINIMA_PROGRESS", "1") == "0" or os.environ.get("TQDM_DISABLE"):
+        return False
+    return sys.stderr.isatty()
+
+
 def default_profile() -> str:
     return "paper" if torch.cuda.is_available() else "quick"
 

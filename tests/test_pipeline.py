@@ -1,81 +1,84 @@
-"""End to end: the tiny profile through `make all` to the PDF and the Markdown, then a no-op rerun,
-then `make report` alone; plus the CLI's handling of bad input."""
+"""End to end: the tiny profile through `make all` (built once per session by `tiny_build_root`),
+a no-op rerun, `make report` alone, concurrent builds, self-repair of corrupt artifacts, study
+results keyed on the models they read, and the CLI's handling of bad input."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from minima.__main__ import main
+from minima.schema import load_summary
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_VENV = (REPO / ".stamps" / "venv").exists()
 
 
-def _make(root: Path, *targets: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "-C", str(REPO), *targets, "PROFILE=tiny", f"ROOT={root}"],
-        capture_output=True, text=True, timeout=timeout,
-    )
+def _make(root: Path, *targets: str, timeout: int = 900, **variables: str) -> subprocess.CompletedProcess:
+    extra = [f"{k}={v}" for k, v in variables.items()]
+    return subprocess.run(["make", "-C", str(REPO), *targets, "PROFILE=tiny", f"ROOT={root}", *extra],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _copy_build(source: Path, target: Path) -> Path:
+    for part in ("runs", "data", "build"):
+        shutil.copytree(source / part, target / part, symlinks=True)
+    return target
+
+
+def _cli(*args: str) -> int:
+    return main([*args, "--no-progress"])
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    if not HAVE_VENV:
-        pytest.skip("needs `make venv` first (make test does it)")
-    root = tmp_path_factory.mktemp("study")
-    result = _make(root, "all")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root
+def built(tiny_build_root):
+    return tiny_build_root
 
 
-def test_make_all_writes_the_report_and_summary(built):
-    root = built
-    build = root / "build"
-    summary = json.loads((build / "summary.json").read_text())
-    for key in ("profile", "git_commit", "created_by", "runs", "dinh", "correlations"):
-        assert key in summary
-    assert summary["profile"] == "tiny" and len(summary["runs"]) == 6
+def test_make_all_builds_a_designed_study_and_its_report(built):
+    summary = load_summary(built / "build" / "summary.json")  # schema-checked
+    assert summary["profile"] == "tiny" and len(summary["runs"]) == 12
+    assert summary["design"]["axes"] == ["optimizer", "batch_size"] and summary["design"]["n_configurations"] == 6
     run = summary["runs"][0]
-    for key in ("run", "dataset", "model", "optimizer", "seed", "status", "epochs", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "curvature", "sharpness"):
-        assert key in run
-    curvature = run["curvature"]
-    assert curvature["top_eigenvalues"] == sorted(curvature["top_eigenvalues"], reverse=True)
-    assert {"mean", "stderr"} <= set(curvature["trace"])
-    assert 0.0 <= run["test_accuracy"] <= 1.0
-    assert len(summary["dinh"]) == 3 and {"scale", "top_eigenvalue", "trace", "test_accuracy"} <= set(summary["dinh"][0])
-    assert (build / "report.md").stat().st_size > 1000
-    if shutil.which("pdftotext") and shutil.which("latexmk"):
-        text = subprocess.run(["pdftotext", str(build / "report.pdf"), "-"], capture_output=True, text=True).stdout
-        assert "tiny" in text
-    runs_dir = root / "runs" / run["run"]
-    for name in ("config.json", "metrics.json", "model.pt", "curvature.json", "sharpness.json", "landscape.json"):
-        assert (runs_dir / name).exists(), name
-    assert "indices" in json.loads((runs_dir / "curvature.json").read_text())
+    assert {"lr", "batch_size"} == set(run["hyperparameters"]) and run["dataset"] == "mnist"
+    assert run["curvature"]["top_eigenvalues"] == sorted(run["curvature"]["top_eigenvalues"], reverse=True)
+    rows = summary["correlations"]
+    assert rows and all(set(row["psi"]) == {"optimizer", "batch_size"} for row in rows)
+    assert len(summary["claims"]) >= 6 and {c["verdict"] for c in summary["claims"]} <= {
+        "reproduced", "not_reproduced", "inconclusive", "not_testable"}
+    assert summary["data"]["n_train"] == 256 and summary["data"]["display_name"] == "MNIST"
+    directory = built / "runs" / run["run"]
+    for name in ("config.json", "metrics.json", "model.pt", "curvature.json", "sharpness.json"):
+        assert (directory / name).exists(), name
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert len(metrics["training_set"]["indices"]) == 256 and metrics["training_set"]["indices_sha256"]
+    assert json.loads((directory / "curvature.json").read_text())["data"]["n"] == 128  # a stratified subset, recorded
+    assert (built / "build" / "report.md").read_text().count("|") > 100
+    assert (built / "build" / "plan.json").exists() and (built / "build" / "plan.mk").exists()
 
 
-def test_second_make_all_is_a_no_op(built):
-    root = built
-    # Wall time is `make bench`'s business, not a test's: here, prove that nothing was redone.
-    watched = [*(root / "runs").rglob("*.json"), *(root / "runs").rglob("*.pt"), *(root / "build").rglob("*.pdf"), root / "build" / "summary.json"]
+def test_second_make_all_does_nothing(built, tmp_path):
+    root = _copy_build(built, tmp_path / "root")
+    watched = [*(root / "runs").rglob("*.json"), *(root / "runs").rglob("*.pt"), root / "build" / "summary.json"]
     before = {p: p.stat().st_mtime_ns for p in watched}
     result = _make(root, "all")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "0 pending" in result.stdout
+    assert "0 tasks pending" in result.stdout
     assert " run --profile" not in result.stdout and " study --profile" not in result.stdout
     assert {p: p.stat().st_mtime_ns for p in watched} == before
 
 
-def test_make_report_alone_rerenders(built):
-    root = built
+def test_make_report_alone_rerenders_and_names_the_command(built, tmp_path):
+    root = _copy_build(built, tmp_path / "root")
     (root / "build" / "report.md").unlink()
     result = _make(root, "report")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (root / "build" / "report.md").exists()
+    assert "make report PROFILE=tiny" in (root / "build" / "report.md").read_text()
+    assert "make all PROFILE=tiny" in (built / "build" / "report.md").read_text()
 
 
 def test_make_report_lists_missing_results(tmp_path):
@@ -83,7 +86,92 @@ def test_make_report_lists_missing_results(tmp_path):
         pytest.skip("needs `make venv` first (make test does it)")
     result = _make(tmp_path, "report")
     assert result.returncode != 0
-    assert "missing results" in result.stderr and "model.pt" in result.stderr
+    assert "missing results" in result.stderr and "not trained" in result.stderr
+
+
+def test_logs_have_no_progress_bars_off_a_terminal(built, tmp_path):
+    root = _copy_build(built, tmp_path / "root")
+    run = json.loads((built / "build" / "summary.json").read_text())["runs"][0]["run"]
+    shutil.rmtree(root / "runs" / run)
+    done = subprocess.run([sys.executable, "-m", "minima", "run", "--profile", "tiny", "--root", str(root), "--run", run],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "\r" not in done.stderr and "epoch 1/" in done.stderr
+    assert all(len(line) < 300 for line in done.stderr.splitlines())
+
+
+# ---- self-repair and currency ----------------------------------------------------------------
+
+
+def _first_run(root: Path) -> str:
+    return json.loads((root / "build" / "summary.json").read_text())["runs"][0]["run"]
+
+
+@pytest.mark.parametrize("artifact, payload", [
+    ("model.pt", b"not a checkpoint"),
+    ("metrics.json", b"[1, 2, 3]"),
+    ("metrics.json", b'{"status": "ok"}'),
+    ("curvature.json", b"\x00\xff garbage"),
+    ("eigenvectors.pt", b"truncated"),
+])
+def test_a_corrupt_artifact_is_moved_aside_and_recomputed(built, tmp_path, capsys, monkeypatch, artifact, payload):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one thread, as under make -j2: the same weights, bit for bit
+    root = _copy_build(built, tmp_path / "root")
+    run = _first_run(root)
+    target = root / "runs" / run / artifact
+    target.write_bytes(payload)
+    assert _cli("run", "--profile", "tiny", "--root", str(root), "--run", run) == 0
+    err = capsys.readouterr().err
+    assert (root / "runs" / run / f"{artifact}.corrupt").exists() and "corrupt" in err
+    assert _cli("study", "--profile", "tiny", "--root", str(root)) == 0  # current again: nothing to redo
+    assert "minima: study" not in capsys.readouterr().err
+    assert _cli("summarize", "--profile", "tiny", "--root", str(root)) == 0
+    repaired = load_summary(root / "build" / "summary.json")
+    original = load_summary(built / "build" / "summary.json")
+    # everything is recomputed from the same seeds: the same numbers as before the damage
+    assert repaired["runs"][0]["test_accuracy"] == original["runs"][0]["test_accuracy"]
+    assert repaired["runs"][0]["values"]["top_eigenvalue"] == pytest.approx(original["runs"][0]["values"]["top_eigenvalue"], rel=1e-6)
+
+
+def test_a_changed_model_invalidates_the_study_that_read_it(built, tmp_path):
+    from minima import pipeline
+
+    root = _copy_build(built, tmp_path / "root")
+    ctx = pipeline.open_context("tiny", root=str(root))
+    assert pipeline.study_is_current(ctx, "dinh")
+    (dinh_run,) = pipeline.study_runs(ctx, "dinh")
+    path = root / "runs" / dinh_run.run_hash / "model.pt"
+    weights = torch.load(path, weights_only=True)
+    weights["fc3.bias"] = weights["fc3.bias"] + 0.01
+    from minima.tensors import save_torch
+
+    save_torch(path, weights)
+    assert not pipeline.study_is_current(ctx, "dinh")
+    assert "study: dinh" in pipeline.missing_results(ctx)
+
+
+def test_two_concurrent_make_all_train_each_run_once(tmp_path):
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    profile = tmp_path / "two.toml"
+    text = (REPO / "minima" / "profiles" / "tiny.toml").read_text()
+    text = text.replace('optimizers = ["sgd", "sgd_momentum", "sam"]', 'optimizers = ["sgd", "sam"]')
+    text = text.replace("[optimizer.sgd_momentum]\nlr = 0.05\n", "")
+    profile.write_text(text.replace('interpolate = ["sgd", "sam"]', 'interpolate = []').replace("batch_size = [32, 64]", "batch_size = 64"))
+    root = tmp_path / "root"
+    command = ["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=1"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=900) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs[0][1][-2000:] + outs[1][1][-2000:]
+    logs = outs[0][1] + outs[1][1]
+    for seed in (0, 1):
+        for name in ("sgd lr 0.1 seed", "sam lr 0.05 seed"):
+            assert logs.count(f"{name} {seed} epoch 1/") == 1, (name, seed)
+    assert len(load_summary(root / "build" / "summary.json")["runs"]) == 4
+
+
+# ---- the CLI's handling of bad input -------------------------------------------------------------
 
 
 def test_cli_bad_profile_is_one_line_and_exit_2(tmp_path, capsys):
@@ -93,11 +181,22 @@ def test_cli_bad_profile_is_one_line_and_exit_2(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_unknown_optimizer_fails_before_any_work(tmp_path, capsys):
-    profile = tmp_path / "bad.toml"
-    profile.write_text('seeds = [0]\noptimizers = ["sgd", "lbfgs"]\ninterpolate = []\n[train]\nepochs = 1\n')
-    assert main(["plan", "--profile", str(profile), "--root", str(tmp_path / "root")]) == 2
-    assert "lbfgs" in capsys.readouterr().err
+def _profile_file(directory: Path, kind: str) -> str:
+    if kind == "directory":
+        return str(directory) + "/"
+    if kind == "latin-1":
+        (directory / "latin.toml").write_bytes(b"description = 'caf\xe9'")
+        return str(directory / "latin.toml")
+    (directory / "bad.toml").write_text('seeds = [0]\noptimizers = ["sgd", "lbfgs"]\ninterpolate = []\n')
+    return str(directory / "bad.toml")
+
+
+@pytest.mark.parametrize("kind, fragment", [("directory", "is a directory"), ("latin-1", "not UTF-8"), ("optimizer", "lbfgs")])
+def test_cli_profile_problems_are_one_line(tmp_path, capsys, kind, fragment):
+    (tmp_path / "p").mkdir()
+    assert main(["plan", "--profile", _profile_file(tmp_path / "p", kind), "--root", str(tmp_path / "root")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "root").exists()
 
 
@@ -108,71 +207,63 @@ def test_cli_unwritable_root_is_a_clear_error(tmp_path, capsys):
     assert "cannot write" in capsys.readouterr().err
 
 
+def test_cli_last_resort_handler_prints_one_line(monkeypatch, tmp_path, capsys):
+    from minima import pipeline
+
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("deliberate")
+
+    monkeypatch.setattr(pipeline, "stage_data", boom)
+    assert main(["data", "--profile", "tiny", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("minima: unexpected error: ZeroDivisionError: deliberate") and "\n" not in err
+    assert "--debug" in err
+
+
 def test_cli_help_lists_every_stage():
     result = subprocess.run([sys.executable, "-m", "minima", "--help"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0
-    for stage in ("data", "plan", "train", "curvature", "sharpness", "landscape", "study", "summarize", "bench"):
+    for stage in ("data", "plan", "train", "curvature", "sharpness", "landscape", "study", "execute", "summarize", "check", "bench"):
         assert stage in result.stdout
 
 
-def test_corrupt_checkpoint_is_a_clear_error(built, tmp_path, capsys):
-    root = built
-    copy = tmp_path / "root"
-    shutil.copytree(root / "runs", copy / "runs")
-    shutil.copytree(root / "data", copy / "data")
-    run = sorted(p for p in (copy / "runs").iterdir() if (p / "model.pt").exists())[0]
-    (run / "model.pt").write_bytes(b"not a checkpoint")
-    before = (run / "curvature.json").read_bytes()
-    assert main(["curvature", "--profile", "tiny", "--root", str(copy), "--run", run.name, "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert "corrupt checkpoint" in err and run.name in err
-    assert (run / "curvature.json").read_bytes() == before
+def test_corrupt_summary_is_one_line_for_the_report(tmp_path):
+    (tmp_path / "summary.json").write_bytes(b"\x89PNG garbage")
+    done = subprocess.run([sys.executable, "-m", "report", "--summary", str(tmp_path / "summary.json"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "corrupt file" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_bench_rejects_a_bad_sample_count_before_any_work(built, tmp_path, capsys):
-    copy = tmp_path / "root"
-    shutil.copytree(built / "data", copy / "data")
-    assert main(["bench", "--profile", "tiny", "--root", str(copy), "--out", str(copy / "build"), "--samples", "-3"]) == 2
+    root = tmp_path / "root"
+    shutil.copytree(built / "data", root / "data")
+    assert _cli("bench", "--profile", "tiny", "--root", str(root), "--samples", "-3") == 2
     err = capsys.readouterr().err
     assert "--samples" in err and "-3" in err
-    assert not (copy / "build" / "bench.json").exists()
-
-
-def test_plan_chains_the_dinh_study_to_the_run_it_reads_and_runs_it_first(tmp_path):
-    from minima.config import load_profile
-
-    makefile = tmp_path / "plan.mk"
-    assert main(["plan", "--profile", "tiny", "--root", str(tmp_path), "--makefile", str(makefile)]) == 0
-    lines = makefile.read_text().splitlines()
-    profile = load_profile("tiny")
-    dinh_run = profile.first_seed_run(profile.study.dinh_optimizer).run_hash
-    order = next(line for line in lines if line.startswith("all-runs:")).split()[1:]
-    assert order[0] == f"train-{dinh_run}" and order[-1] == "study"
-    sam_runs = {f"train-{r.run_hash}" for r in profile.runs if r.optimizer.name == "sam"}
-    assert set(order[1:3]) == sam_runs  # the costliest runs next (SAM takes two gradients a step)
-    assert len(order) == len(profile.runs) + 1  # every run once, plus the study
-    recipe = lines[lines.index(f"train-{dinh_run}:") + 1 : lines.index(f"train-{dinh_run}:") + 3]
-    assert f"--run {dinh_run}" in recipe[0] and recipe[1].endswith("study --profile " + str(profile.path) + " --kind dinh")
-    study = lines[lines.index(next(line for line in lines if line.startswith("study:"))) + 1]
-    assert study.strip().endswith(f"study --profile {profile.path}")
+    assert not (root / "build" / "bench.json").exists()
 
 
 def test_study_rejects_a_part_the_profile_lacks(tmp_path, capsys):
     profile = tmp_path / "p.toml"
-    text = (Path(__file__).resolve().parents[1] / "minima" / "profiles" / "tiny.toml").read_text()
-    profile.write_text(text.replace('interpolate = ["sgd", "adam"]', "interpolate = []"))
-    assert main(["study", "--profile", str(profile), "--root", str(tmp_path), "--kind", "interpolation"]) == 2
+    text = (REPO / "minima" / "profiles" / "tiny.toml").read_text()
+    profile.write_text(text.replace('interpolate = ["sgd", "sam"]', "interpolate = []"))
+    assert _cli("study", "--profile", str(profile), "--root", str(tmp_path), "--kind", "interpolation") == 2
     assert "no interpolation part" in capsys.readouterr().err
+
+
+# ---- the original study's configuration --------------------------------------------------------
 
 
 def _seed_profile_cut_down(tmp_path: Path) -> Path:
     """The packaged `seed` profile with 1 epoch on 300 images and small analysis sets."""
     text = (REPO / "minima" / "profiles" / "seed.toml").read_text()
     text = text.replace('dinh_optimizer = "sgd"', 'dinh_optimizer = "sgd"\nn_train = 300\nn_test = 500')
-    text = text.replace("epochs = 150", "epochs = 1")
+    text = text.replace("max_epochs = 150", "max_epochs = 1")
     text = text.replace("[curvature]\nn_samples = 0", "[curvature]\nn_samples = 100\ntrace_probes = 4\ndensity_probes = 1\ndensity_steps = 8")
     text = text.replace("n_samples = 10000", "n_samples = 100")
-    text = text.replace("pacbayes_iters = 16", "pacbayes_iters = 4\nepsilon_steps = 2\nadaptive_steps = 2\naverage_samples = 2\npacbayes_samples = 2")
+    text = text.replace("pacbayes_iters = 16", "pacbayes_iters = 4\nepsilon_steps = 2\nadaptive_steps = 2\naverage_samples = 2\n"
+                        "pacbayes_samples = 2\nmsharp_steps = 2\nmsharp_points = 64\nmsharp_m = 32")
     text = text.replace("points_2d = 21", "points_2d = 3\npoints_1d = 3\ninterp_points = 3")
     path = tmp_path / "seed-cut.toml"
     path.write_text(text)
@@ -180,21 +271,23 @@ def _seed_profile_cut_down(tmp_path: Path) -> Path:
 
 
 def test_the_original_configuration_runs_on_cpu_and_is_compared_with_the_original(built, tmp_path):
-    import json as _json
-
-    from minima.analysis import reproduces_original
-    from minima.config import load_profile
-
     profile = _seed_profile_cut_down(tmp_path)
     root = tmp_path / "root"
     shutil.copytree(built / "data", root / "data")
     for stage in ("run", "study", "summarize"):
-        assert main([stage, "--profile", str(profile), "--root", str(root), "--no-progress"]) == 0, stage
-    summary = _json.loads((root / "build" / "summary.json").read_text())
-    rows = {row["optimizer"]: row for row in summary["original_study"]}
+        assert _cli(stage, "--profile", str(profile), "--root", str(root)) == 0, stage
+    summary = load_summary(root / "build" / "summary.json")
+    original = summary["original_study"]
+    assert original["comparable"] and not original["same_setup"]  # MNIST and the tanh net, but 1 epoch on 300 images
+    rows = {row["optimizer"]: row for row in original["rows"]}
     assert set(rows) == {"sgd", "adagrad", "adam", "adahessian"}
     assert all(row["n"] == 1 and 0.0 <= row["test_accuracy_mean"] <= 1.0 for row in rows.values())
-    assert not any(row["same_setup"] for row in rows.values())  # 1 epoch on 300 images is not the original
-    assert reproduces_original(load_profile("seed")) and not reproduces_original(load_profile(str(profile)))
+    assert {d["item"] for d in original["differences"]} >= {"Training images", "Epochs"}
     assert summary["model"]["name"] == "seed" and summary["dinh"] == []
     assert not summary["dinh_info"]["applicable"] and "tanh" in summary["dinh_info"]["note"]  # Dinh needs ReLU
+
+
+def test_a_modern_profile_is_not_compared_with_the_original(built):
+    original = load_summary(built / "build" / "summary.json")["original_study"]
+    assert not original["comparable"] and "'seed' LeNet-5 variant" in original["reason"] and original["rows"] == []
+    assert {"item": "Activation", "ours": "relu", "original": "tanh"} in original["differences"]

@@ -1,0 +1,66 @@
+"""The plan: one task per configuration, study parts after the tasks they read, longest first,
+and a makefile generated from the same tasks."""
+
+from minima import pipeline
+from minima.__main__ import main
+from minima.plan import build_plan, makefile, read_plan
+
+
+def test_plan_tasks_dependencies_and_makefile_agree(tmp_path):
+    assert main(["plan", "--profile", "tiny", "--root", str(tmp_path), "--no-progress"]) == 0
+    plan = read_plan(tmp_path / "build" / "plan.json")
+    ctx = pipeline.open_context("tiny", root=str(tmp_path))
+    configs = {r.configuration for r in ctx.profile.runs}
+    keys = [t.key for t in plan.tasks]
+    assert {k for k in keys if k.startswith("config-")} == {f"config-{c}" for c in configs}
+    assert len(keys) == len(configs) + 2 and all(t.pending for t in plan.tasks)
+    by_key = {t.key: t for t in plan.tasks}
+    (dinh_run,) = pipeline.study_runs(ctx, "dinh")
+    assert by_key["study-dinh"].after == (f"config-{dinh_run.configuration}",)
+    assert set(by_key["study-interpolation"].after) == {f"config-{r.configuration}" for r in pipeline.study_runs(ctx, "interpolation")}
+    for task in plan.tasks:
+        if task.key.startswith("config-"):
+            runs = [r for r in ctx.profile.runs if r.configuration == task.key[len("config-"):]]
+            assert set(task.runs) == {r.run_hash for r in runs} and task.command[:3] == ("run", "--profile", "tiny")
+        assert task.resources == {"gpu": 0}
+    # longest first: the Dinh chain (its run plus the study) leads; SAM (two gradients a step) before SGD
+    assert keys[0] == f"config-{dinh_run.configuration}"
+    cost = {t.key: t.cost for t in plan.tasks}
+    optimizer_of = {f"config-{r.configuration}": r.optimizer.name for r in ctx.profile.runs}
+    sam = [k for k, name in optimizer_of.items() if name == "sam"]
+    momentum = [k for k, name in optimizer_of.items() if name == "sgd_momentum"]
+    assert min(cost[k] for k in sam) > max(cost[k] for k in momentum)
+    # plan.mk: every pending command, the single-dependency study chained into its task's recipe
+    text = (tmp_path / "build" / "plan.mk").read_text()
+    assert text == makefile(plan)
+    lines = text.splitlines()
+    dinh_target = lines.index(f"config-{dinh_run.configuration}:")
+    assert lines[dinh_target + 2].strip() == "$(MINIMA) study --profile tiny --kind dinh"
+    interpolation = next(line for line in lines if line.startswith("study-interpolation:"))
+    assert set(interpolation.split(":")[1].split()) == set(by_key["study-interpolation"].after)
+    for task in plan.tasks:
+        assert "$(MINIMA) " + " ".join(task.command) in text
+
+
+def test_a_plan_of_a_finished_study_has_nothing_pending(tiny_build_root):
+    ctx = pipeline.open_context("tiny", root=str(tiny_build_root))
+    plan = build_plan(ctx)
+    assert not plan.pending and all(t.cost == 0 for t in plan.tasks)
+    assert "$(MINIMA)" not in makefile(plan)
+
+
+def test_configurations_differing_only_in_learning_rate_share_a_task():
+    from minima.config import load_profile
+    from minima.plan import task_groups
+
+    quick = load_profile("quick")
+    groups = task_groups(quick.runs, 4)
+    assert len(groups) == 12 and all(len(g) == 4 for g in groups)
+    for group in groups:
+        assert len({(r.optimizer.name, r.train.batch_size) for r in group}) == 1
+        assert len({r.optimizer.lr for r in group}) == 2 and len({r.seed for r in group}) == 2
+    assert sorted(r.run_hash for g in groups for r in g) == sorted(r.run_hash for r in quick.runs)
+    finest = task_groups(quick.runs, 1)  # a configuration's seeds are never split
+    assert len(finest) == 24 and all(len({r.configuration for r in g}) == 1 and len(g) == 2 for g in finest)
+    paper = task_groups(load_profile("paper").runs, 4)
+    assert all(len(g) == 5 for g in paper)  # five seeds: one configuration per task
