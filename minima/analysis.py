@@ -1,240 +1,347 @@
 """The analysis stage: every run's results -> build/summary.json, the report's only input.
 
-Per optimizer: mean +- sample std over seeds of every measure, with n stated. Across runs: Kendall
-tau and Spearman rho of each measure against the generalization gap and the test error, with
-bootstrap 95% intervals (Jiang et al. 2020). Nothing here trains or measures; missing results
-are an error that lists them.
+Nothing here trains or measures; everything the report states is computed here (the report
+only formats it). Missing results are an error that lists them.
+
+The design decides the statistics (docs/methods.md, "Statistics"):
+- only *converged* runs (full training cross-entropy <= stop_loss, no divergence) enter the
+  correlations: runs capped before fitting are reported and left out;
+- runs of one configuration (differing only by seed) are correlated, so intervals resample
+  configurations (cluster bootstrap) and p-values permute configurations within seeds;
+- Kendall tau and Spearman rho of every measure against the generalization gap and the test
+  error; Jiang et al.'s granulated coefficient psi per grid axis and their mean Psi; Holm's
+  correction across the sharpness measures of one target; baselines every measure must beat
+  (||w||, ||w - w0||, log(lr / B), epochs to fit); the seed-to-seed noise floor;
+- the published claims and their verdicts (`minima.claims`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from minima import paths, pipeline
-from minima.config import Profile, load_profile
-from minima.io import MinimaError, read_json, write_text
-from minima.models import VARIANTS
+from minima import claims as claims_stage
+from minima import facts, paths, pipeline, stats
+from minima.stats import is_finite
+from minima.claims import psi_groups
+from minima.data import DISPLAY_NAMES, describe_preprocessing
+from minima.facts import converged, nested
+from minima.io import MinimaError, finite_or_none, json_text, read_json, read_json_or_none, write_text
+from minima.models import VARIANTS, build_model
 from minima.objective import num_params, params_of
-from minima.models import build_model
 from minima.runtime import environment, git_state
+from minima.schema import SCHEMA_VERSION, validate_summary
 from minima.settings import to_table
-from minima.sharpness import DESCRIPTIONS, MEASURES
-from minima.stats import correlate, mean_std
+from minima.sharpness import descriptions as sharpness_descriptions
+from minima.sharpness import measure_names
 
-# The original study's published test accuracies (EPFL CS-439, 2022; DESIGN.md).
-ORIGINAL_TEST_ACCURACY = {"sgd": 0.9903, "adahessian": 0.9889, "adam": 0.9841, "adagrad": 0.976}
-CURVATURE_MEASURES = ("top_eigenvalue", "trace", "gradient_norm")
+# The measures ranked against generalization besides the sharpness measures, in words.
+BASELINE_WORDS = {
+    "weight_norm": "weight norm ||w||_2 (baseline)",
+    "distance_from_init": "distance from initialization ||w - w0||_2 (baseline)",
+    "log_lr_over_batch": "log(learning rate / batch size) (baseline)",
+    "epochs_to_fit": "epochs to fit the training set (baseline)",
+}
+HESSIAN_WORDS = {
+    "top_eigenvalue": "largest Hessian eigenvalue",
+    "trace": "Hessian trace",
+    "balanced_top_eigenvalue": "largest Hessian eigenvalue after equalizing the layers' weight norms",
+}
+HESSIAN, BASELINES = tuple(HESSIAN_WORDS), tuple(BASELINE_WORDS)
 TARGETS = ("generalization_gap", "test_error")
-BOOTSTRAP_SEED = 0
+ALPHA = 0.05
+RESAMPLES = 2000
+STATS_SEED = 0
 
 
-def _history(metrics: dict) -> dict[str, list]:
-    keys = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "gradient_norm", "lr", "wall_time")
-    return {key: [row.get(key) for row in metrics.get("history", [])] for key in keys}
+# ---- per-run records ------------------------------------------------------------------------
 
 
-def _analysis(directory: Path, name: str) -> dict | None:
-    record = read_json(directory / name)
-    return None if record.get("status") == "skipped" else record
 
 
-def _curvature_summary(record: dict | None) -> dict | None:
-    if record is None:
-        return None
-    keys = ("top_eigenvalues", "min_eigenvalue", "trace", "gradient_norm", "n_samples", "density", "eigen", "n_hvp", "seconds")
-    return {key: record.get(key) for key in keys}
-
-
-def _gap(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def run_summary(ctx: pipeline.Context, run) -> dict[str, Any]:
+def run_record(ctx: pipeline.Context, run) -> dict[str, Any]:
     directory = ctx.run_dir(run)
-    metrics = read_json(directory / paths.METRICS_JSON)
-    final = metrics.get("final") or {}
-    curvature = _curvature_summary(_analysis(directory, paths.CURVATURE_JSON))
-    sharpness_record = _analysis(directory, paths.SHARPNESS_JSON)
-    landscape_record = _analysis(directory, paths.LANDSCAPE_JSON)
+    metrics = pipeline.metrics(ctx, run)
+    if metrics is None:
+        raise MinimaError(f"missing or corrupt {directory / paths.METRICS_JSON}: run `{pipeline.advice(ctx)}`")
+    final = metrics["final"] or {}
+    kinds = pipeline.analyses_of(ctx, run)
+    records = {kind: read_json(pipeline.analysis_path(ctx, run, kind)) for kind in kinds}
+    curvature, sharpness, landscape = (records.get(k) for k in ("curvature", "sharpness", "landscape"))
+    names = measure_names(ctx.profile.sharpness)
     train_acc, test_acc = final.get("train_accuracy"), final.get("test_accuracy")
-    return {
+    n_test = len(ctx.test_set().split.y)
+    gap = None if train_acc is None or test_acc is None else train_acc - test_acc
+    record = {
         "run": run.run_hash,
+        "configuration": run.configuration,
         "dataset": run.dataset,
         "model": run.model,
         "optimizer": run.optimizer.name,
         "seed": run.seed,
         "status": metrics["status"],
+        "converged": bool(metrics["converged"]),
+        "epochs": metrics["epochs_completed"],
+        "epochs_to_fit": metrics.get("epochs_to_fit"),
+        "stop_reason": metrics.get("stop_reason"),
         "diverged_epoch": metrics.get("diverged_epoch"),
-        "epochs": metrics.get("epochs_completed"),
         "train_loss": final.get("train_loss"),
         "train_accuracy": train_acc,
         "test_loss": final.get("test_loss"),
         "test_accuracy": test_acc,
-        "generalization_gap": _gap(train_acc, test_acc),
-        "loss_gap": _gap(final.get("test_loss"), final.get("train_loss")),
-        "hyperparameters": run.optimizer.hyperparameters(),
+        "generalization_gap": gap,
+        # binomial standard error of the test accuracy: the training set is fixed, the test set a sample
+        "gap_stderr": None if test_acc is None else math.sqrt(test_acc * (1 - test_acc) / n_test),
+        "hyperparameters": ctx.profile.hyperparameters(run),
+        "levels": dict(run.levels),
+        "weight_norm": final.get("weight_norm"),
+        "distance_from_init": final.get("distance_from_init"),
+        "layer_norms": final.get("layer_norms") or {},
+        "curvature": _curvature_summary(curvature),
+        "sharpness": {m: sharpness.get(m) for m in names} if sharpness else None,
+        "landscape": {k: landscape[k] for k in ("eigen_1d", "eigen_normalized_1d", "random_1d", "eigen_2d", "random_2d")}
+        if landscape else None,
         "history": _history(metrics),
-        "curvature": curvature,
-        "sharpness": {m: sharpness_record.get(m) for m in MEASURES} if sharpness_record else None,
-        "sharpness_details": sharpness_record.get("details") if sharpness_record else None,
-        "landscape": {k: v for k, v in landscape_record.items() if k in ("eigen_1d", "random_1d", "eigen_2d", "random_2d")}
-        if landscape_record and "eigen_1d" in landscape_record
-        else None,
-        "train_seconds": sum(row.get("wall_time") or 0.0 for row in metrics.get("history", [])),
-        "analysis_seconds": {
-            kind: (read_json(directory / name).get("stage_seconds") or 0.0) for name, kind in pipeline.ANALYSES
-        },
+        "train_seconds": sum(row.get("wall_time") or 0.0 for row in metrics["history"]),
+        "analysis_seconds": {kind: records[kind].get("stage_seconds") or 0.0 for kind in kinds},
     }
+    record["values"] = _values(record, names)
+    return record
 
 
-def measure_value(run: dict, measure: str) -> float | None:
-    curvature = run.get("curvature") or {}
-    if measure == "top_eigenvalue":
-        return (curvature.get("top_eigenvalues") or [None])[0]
-    if measure == "trace":
-        return (curvature.get("trace") or {}).get("mean")
-    if measure == "gradient_norm":
-        return curvature.get("gradient_norm")
-    if measure in ("test_accuracy", "train_loss", "train_accuracy", "test_loss", "generalization_gap", "loss_gap"):
-        return run.get(measure)
-    if measure == "test_error":
-        return None if run.get("test_accuracy") is None else 1.0 - run["test_accuracy"]
-    return (run.get("sharpness") or {}).get(measure)
-
-
-AGGREGATED = ("test_accuracy", "train_accuracy", "train_loss", "test_loss", "generalization_gap") + CURVATURE_MEASURES + MEASURES
-
-
-def aggregates(runs: list[dict], optimizers: list[str]) -> list[dict]:
-    out = []
-    for name in optimizers:
-        mine = [r for r in runs if r["optimizer"] == name]
-        ok = [r for r in mine if r["status"] == "ok"]
-        metrics = {}
-        for measure in AGGREGATED:
-            mean, std, n = mean_std(measure_value(r, measure) for r in ok)
-            metrics[measure] = {"mean": mean, "std": std, "n": n}
-        out.append({"optimizer": name, "n": len(mine), "n_ok": len(ok), "metrics": metrics})
+def _curvature_summary(record: dict | None) -> dict | None:
+    if record is None:
+        return None
+    keys = ("top_eigenvalues", "min_eigenvalue", "trace", "gradient_norm", "loss", "n_samples", "density", "eigen", "n_hvp", "seconds")
+    out = {key: record.get(key) for key in keys}
+    out["balanced_top_eigenvalue"] = nested(record, "balanced", "top_eigenvalue")
+    out["balancing_scales"] = nested(record, "balanced", "scales")
     return out
 
 
-def correlations(runs: list[dict]) -> list[dict]:
-    ok = [r for r in runs if r["status"] == "ok"]
+def _history(metrics: dict) -> dict[str, list]:
+    keys = ("epoch", "train_loss", "train_accuracy", "full_train_loss", "full_train_accuracy", "test_loss",
+            "test_accuracy", "gradient_norm", "lr", "wall_time")
+    return {key: [row.get(key) for row in metrics["history"]] for key in keys}
+
+
+def _values(record: dict, sharpness_names: tuple[str, ...]) -> dict[str, float | None]:
+    """Every quantity the statistics rank, flat: Hessian measures, sharpness measures, baselines, targets."""
+    curvature = record["curvature"] or {}
+    hp = record["hyperparameters"]
+    values = {
+        "top_eigenvalue": (curvature.get("top_eigenvalues") or [None])[0],
+        "trace": nested(curvature, "trace", "mean"),
+        "balanced_top_eigenvalue": curvature.get("balanced_top_eigenvalue"),
+        "min_eigenvalue": curvature.get("min_eigenvalue"),
+        "gradient_norm": curvature.get("gradient_norm"),
+        **{m: (record["sharpness"] or {}).get(m) for m in sharpness_names},
+        "weight_norm": record["weight_norm"],
+        "distance_from_init": record["distance_from_init"],
+        "log_lr_over_batch": math.log(hp["lr"] / hp["batch_size"]),
+        "epochs_to_fit": record["epochs_to_fit"],
+        "generalization_gap": record["generalization_gap"],
+        "test_error": None if record["test_accuracy"] is None else 1.0 - record["test_accuracy"],
+        "test_accuracy": record["test_accuracy"],
+        "train_loss": record["train_loss"],
+    }
+    return {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in values.items()}
+
+
+# ---- correlations --------------------------------------------------------------------------
+
+
+def measure_labels(kinds: dict[str, str]) -> dict[str, str]:
+    """Short plain-text names for tables and axes."""
+    fixed = {"top_eigenvalue": "λ_max", "trace": "tr H", "balanced_top_eigenvalue": "λ_max, balanced layers",
+             "epsilon_sharpness": "ε-sharpness", "adaptive_worst": "adaptive worst-case", "adaptive_average": "adaptive average",
+             "pacbayes_flatness": "PAC-Bayes 1/σ²", "pacbayes_mag_flatness": "mag. PAC-Bayes 1/σ'²",
+             "weight_norm": "‖w‖", "distance_from_init": "‖w − w₀‖", "log_lr_over_batch": "log(η/B)", "epochs_to_fit": "epochs to fit"}
+    out = {}
+    for name in kinds:
+        if name in fixed:
+            out[name] = fixed[name]
+        else:  # adaptive_{linf,l2}_m{m}_rho{rho}
+            _, norm, m, rho = name.split("_", 3)
+            out[name] = f"adaptive {'ℓ∞' if norm == 'linf' else 'ℓ2'}, m = {m[1:]}, ρ = {rho[3:]}"
+    return out
+
+
+def measure_kinds(sharpness_names: tuple[str, ...]) -> dict[str, str]:
+    return {**{m: "hessian" for m in HESSIAN}, **{m: "sharpness" for m in sharpness_names}, **{m: "baseline" for m in BASELINES}}
+
+
+def correlations(runs: list[dict], axes: list[str], kinds: dict[str, str]) -> list[dict]:
+    fitted = converged(runs)
+    clusters = [r["configuration"] for r in fitted]
+    blocks = [r["seed"] for r in fitted]
+    groups = psi_groups(fitted, axes)
     rows = []
-    for measure in CURVATURE_MEASURES + MEASURES:
-        for target in TARGETS:
-            result = correlate([measure_value(r, measure) for r in ok], [measure_value(r, target) for r in ok], seed=BOOTSTRAP_SEED)
-            rows.append(
-                {"measure": measure, "target": target, "kendall_tau": result.kendall_tau, "spearman": result.spearman, "ci95": list(result.ci95) if result.ci95 else None, "n": result.n}
-            )
+    for target in TARGETS:
+        y = [r["values"][target] for r in fitted]
+        block = []
+        for measure, kind in kinds.items():
+            x = [r["values"].get(measure) for r in fitted]
+            result = stats.correlate(x, y, clusters=clusters, blocks=blocks, seed=STATS_SEED, n_boot=RESAMPLES, n_perm=RESAMPLES)
+            granulated = stats.granulated_tau(x, y, groups)
+            _, psi_interval = stats.psi_ci(x, y, groups, n_boot=RESAMPLES, seed=STATS_SEED)
+            block.append({
+                "measure": measure, "target": target, "kind": kind,
+                "kendall_tau": result.kendall_tau, "spearman": result.spearman,
+                "ci95": list(result.ci95) if result.ci95 else None, "p_value": result.p_value,
+                "n": result.n, "n_clusters": result.n_clusters,
+                "psi": {a: granulated.psi.get(a) for a in axes}, "psi_mean": granulated.psi_mean,
+                "psi_ci95": list(psi_interval) if all(map(is_finite, psi_interval)) else None,
+                "psi_groups": dict(granulated.n_groups),
+            })
+        tested = [row for row in block if row["kind"] != "baseline"]
+        for row, adjusted in zip(tested, stats.holm([row["p_value"] for row in tested])):
+            row["p_holm"] = adjusted
+        for row in block:
+            row.setdefault("p_holm", row["p_value"])  # baselines are references, not tests
+            row["significant"] = row["p_holm"] is not None and row["p_holm"] < ALPHA
+            row["direction"] = _direction(row)
+        _beats_baselines(block)
+        rows += block
     return rows
 
 
-def reproduces_original(profile: Profile) -> bool:
-    """Whether the profile trains exactly the original study's runs (the packaged `seed` profile's
-    run hashes: model, data, seed, batch order, epochs and every optimizer hyperparameter)."""
-    return {r.run_hash for r in load_profile("seed").runs} <= {r.run_hash for r in profile.runs}
 
 
-def original_study(ctx: pipeline.Context, runs: list[dict]) -> list[dict]:
-    rows = []
-    same = reproduces_original(ctx.profile)
-    for name, original in ORIGINAL_TEST_ACCURACY.items():
-        mine = [r["test_accuracy"] for r in runs if r["optimizer"] == name and r["status"] == "ok"]
-        mean, std, n = mean_std(mine)
-        rows.append({"optimizer": name, "original_test_accuracy": original, "test_accuracy_mean": mean, "test_accuracy_std": std, "n": n, "same_setup": same})
-    return rows
+def _direction(row: dict) -> str:
+    """positive / negative when the Holm-adjusted permutation test rejects tau = 0, else undetermined."""
+    if not row["significant"] or row["kendall_tau"] is None:
+        return "undetermined"
+    return "positive" if row["kendall_tau"] > 0 else "negative"
+
+
+def _beats_baselines(block: list[dict]) -> None:
+    """A measure beats the baselines when its Psi (sharper -> larger gap: positive) exceeds the
+    largest |Psi| of any baseline; baselines get credit in either direction."""
+    references = [abs(r["psi_mean"]) for r in block if r["kind"] == "baseline" and r["psi_mean"] is not None]
+    best = max(references, default=None)
+    for row in block:
+        if row["kind"] == "baseline":
+            row["beats_baselines"] = None
+        else:
+            row["beats_baselines"] = None if best is None or row["psi_mean"] is None else row["psi_mean"] > best
+
+
+def noise_floor(runs: list[dict], quantities: list[str]) -> dict[str, dict]:
+    fitted = converged(runs)
+    out = {}
+    for q in quantities:
+        agreement = stats.seed_agreement([r["values"].get(q) for r in fitted], [r["configuration"] for r in fitted],
+                                         [r["seed"] for r in fitted])
+        out[q] = {"swap_rate": agreement.swap_rate, "kendall_tau": agreement.kendall_tau, "n_comparisons": agreement.n_comparisons}
+    return out
+
+
+# ---- the summary ---------------------------------------------------------------------------
+
+
+def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
+    missing = pipeline.missing_results(ctx)
+    if missing:
+        listing = "; ".join(missing[:6]) + (f"; and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise MinimaError(f"missing results for profile {ctx.profile.ref} (run `{pipeline.advice(ctx)}`): {listing}")
+    profile = ctx.profile
+    runs = [run_record(ctx, run) for run in profile.runs]
+    manifest = read_json(ctx.layout.data / profile.study.dataset / "manifest.json", require=("source", "sha256"))
+    study = {kind: read_json(pipeline.study_path(ctx, kind)) for kind in pipeline.study_kinds(ctx)}
+    names = measure_names(profile.sharpness)
+    kinds = measure_kinds(names)
+    sharp_quantities = [m for m in kinds if kinds[m] != "baseline"]
+    quantities = ["test_accuracy", "train_loss", "generalization_gap", "min_eigenvalue", "gradient_norm", *kinds]
+    aggregate_rows = facts.aggregates(runs, list(profile.study.optimizers), quantities)
+    correlation_rows = correlations(runs, list(profile.axes), kinds)
+    dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names])
+    facts_design = facts.design(profile, runs)
+    commit, dirty = git_state(paths.REPO_DIR)
+    spec = VARIANTS[profile.study.model]
+    training = ctx.training_set(profile.runs[0])
+    interp = study.get("interpolation")
+    summary = {
+        "schema": SCHEMA_VERSION,
+        "profile": profile.name,
+        "profile_ref": profile.ref,
+        "profile_description": profile.study.description,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "created_by": created_by,
+        "environment": {k: v for k, v in environment(ctx.device).items() if k != "argv"},
+        "timing": _timing(runs, study),
+        "data": {
+            "dataset": profile.study.dataset,
+            "display_name": DISPLAY_NAMES[profile.study.dataset],
+            "source": manifest["source"],
+            "sha256": manifest["sha256"],
+            "n_train": len(training.split.y),
+            "n_test": len(ctx.test_set().split.y),
+            "split_train": manifest.get("n_train"),
+            "split_test": manifest.get("n_test"),
+            "train_indices_sha256": training.indices_sha256,
+            "train_subset": "class-stratified" if training.indices is not None else "the whole split",
+            "test_subset": "class-stratified" if ctx.test_set().indices is not None else "the whole split",
+            "data_seed": profile.study.data_seed,
+            "preprocessing": describe_preprocessing(profile.study.dataset, profile.study.model),
+        },
+        "model": {**to_table(spec), "variant": spec.name, "n_params": num_params(params_of(build_model(profile.study.model, seed=0)))},
+        "settings": {k: v for k, v in profile.settings_json().items() if k != "study"},
+        "study": to_table(profile.study),
+        "seeds": list(profile.study.seeds),
+        "optimizers": facts.optimizer_grid(profile),
+        "measures": {**{m: HESSIAN_WORDS[m] for m in HESSIAN}, **sharpness_descriptions(profile.sharpness), **BASELINE_WORDS},
+        "measure_kinds": kinds,
+        "measure_labels": measure_labels(kinds),
+        "targets": list(TARGETS),
+        "design": facts_design,
+        "runs": runs,
+        "aggregates": aggregate_rows,
+        "configurations": facts.configurations(runs, quantities),
+        "correlations": correlation_rows,
+        "noise_floor": noise_floor(runs, ["generalization_gap", *kinds]),
+        "extremes": facts.extremes(aggregate_rows, sharp_quantities),
+        "best": facts.best_accuracy(aggregate_rows),
+        "dinh": study["dinh"].get("rows", []),
+        "dinh_info": dinh,
+        "interpolation": interp and {k: v for k, v in interp.items() if k not in ("inputs", "stage_seconds", "data")},
+        "original_study": facts.original_study(profile, runs),
+        "limitations": facts.limitations(profile, runs, len(training.split.y)),
+    }
+    summary["claims"] = claims_stage.evaluate(summary)
+    summary["statistics"] = {
+        "alpha": ALPHA, "resamples": RESAMPLES, "seed": STATS_SEED,
+        "interval": "percentile cluster bootstrap: configurations resampled with replacement",
+        "test": "two-sided permutation test of Kendall tau: configurations permuted within each seed",
+        "holm_over": ["hessian", "sharpness"],
+        "beats_baselines": "Psi of the measure (expected sign: positive) above the largest |Psi| of any baseline",
+        "runs": "converged runs only (full training loss <= stop_loss, not diverged)",
+        "n_converged": facts_design["n_converged"],
+    }
+    return summary
 
 
 def _timing(runs: list[dict], study: dict[str, dict]) -> dict[str, float]:
     timing = {"train": sum(r["train_seconds"] for r in runs)}
-    for kind in ("curvature", "sharpness", "landscape"):
-        timing[kind] = sum(r["analysis_seconds"][kind] for r in runs)
+    for kind in pipeline.ANALYSES:
+        timing[kind] = sum(r["analysis_seconds"].get(kind, 0.0) for r in runs)
     for kind, record in study.items():
         timing[kind] = record.get("stage_seconds") or 0.0
     timing["total"] = sum(timing.values())
     return timing
 
 
-def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
-    missing = pipeline.missing_results(ctx)
-    if missing:
-        listing = "; ".join(missing[:8]) + (f"; and {len(missing) - 8} more" if len(missing) > 8 else "")
-        raise MinimaError(f"missing results for profile {ctx.profile.name} (run `make all PROFILE={ctx.profile.name}`): {listing}")
-    profile = ctx.profile
-    runs = [run_summary(ctx, run) for run in profile.runs]
-    manifest = read_json(ctx.layout.data / profile.study.dataset / "manifest.json")
-    study = {kind: read_json(pipeline._study_path(ctx, kind)) for kind in pipeline._study_kinds(ctx)}
-    dinh = study["dinh"]
-    interp = study.get("interpolation")
-    commit, dirty = git_state(paths.REPO_DIR)
-    spec = VARIANTS[profile.study.model]
-    model = build_model(profile.study.model, seed=0)
-    summary = {
-        "schema": 1,
-        "profile": profile.name,
-        "profile_description": profile.study.description,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "created_by": created_by,
-        "environment": environment(ctx.device),
-        "timing": _timing(runs, study),
-        "data": {
-            "dataset": profile.study.dataset,
-            "source": manifest["source"],
-            "sha256": manifest["sha256"],
-            "n_train": profile.study.n_train or manifest["n_train"],
-            "n_test": profile.study.n_test or manifest["n_test"],
-            "preprocessing": ctx_preprocessing(ctx),
-        },
-        "model": {**to_table(spec), "variant": spec.name, "n_params": num_params(params_of(model))},
-        "settings": {k: v for k, v in profile.settings_json().items() if k != "study"},
-        "study": to_table(profile.study),
-        "seeds": list(profile.study.seeds),
-        "optimizers": {name: cfg.hyperparameters() for name, cfg in profile.optimizers.items()},
-        "measures": dict(DESCRIPTIONS),
-        "runs": runs,
-        "aggregates": aggregates(runs, list(profile.study.optimizers)),
-        "dinh": dinh.get("rows", []),
-        "dinh_info": {k: dinh.get(k) for k in ("applicable", "run", "optimizer", "seed", "layers", "note")},
-        "correlations": correlations(runs),
-        "interpolation": interp and {k: v for k, v in interp.items() if k not in ("settings", "stage_seconds")},
-        "original_study": original_study(ctx, runs),
-    }
-    return summary
-
-
-def ctx_preprocessing(ctx: pipeline.Context) -> str:
-    from minima.data import describe_preprocessing
-
-    return describe_preprocessing(ctx.profile.study.dataset, ctx.profile.study.model)
-
-
 def write_summary(ctx: pipeline.Context, created_by: str | None) -> Path:
-    """Write summary.json only when its content changed, so `make` sees unchanged results as current."""
+    """Write summary.json (validated against the schema) only when its content changed, so
+    `make` sees unchanged results as current."""
     path = ctx.layout.summary
-    if created_by is None and path.exists():
-        try:
-            created_by = read_json(path).get("created_by")
-        except MinimaError:
-            created_by = None
-    summary = build_summary(ctx, created_by or f"python -m minima summarize --profile {ctx.profile.name}")
-    summary["environment"].pop("argv", None)
-    text = json.dumps(_finite_or_none(summary), indent=1, allow_nan=False) + "\n"
-    if not path.exists() or path.read_text() != text:
+    if created_by is None:
+        created_by = (read_json_or_none(path) or {}).get("created_by") or f"python -m minima summarize --profile {ctx.profile.ref}"
+    summary = finite_or_none(build_summary(ctx, created_by))
+    validate_summary(summary, where="summary (as built)")
+    text = json_text(summary)
+    if not path.exists() or path.read_text(errors="replace") != text:
         write_text(path, text)
     return path
-
-
-def _finite_or_none(value: Any) -> Any:
-    """JSON has no NaN/inf: a diverged run's non-finite numbers become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value

@@ -1,0 +1,247 @@
+"""Facts the report states, computed from the runs' records (part of the analysis stage):
+aggregates per optimizer and per configuration, the design's numbers, extremes, the best
+optimizer, Dinh's factors and which measures move, the comparison with the original study and
+every departure from it, and the limitations. Judgments are made here, never in the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minima import stats
+from minima.stats import is_finite
+from minima.config import Profile, load_profile
+from minima.data import DISPLAY_NAMES, SPLIT_SIZES
+from minima.models import VARIANTS
+
+# The original study's published test accuracies (EPFL CS-439 course project, 2022).
+ORIGINAL_TEST_ACCURACY = {"sgd": 0.9903, "adahessian": 0.9889, "adam": 0.9841, "adagrad": 0.976}
+MOVED_FACTOR = 10.0  # under Dinh's rescaling a measure "moves" when max/min exceeds this
+STABLE_FACTOR = 1.5  # ... and "stays put" below this
+
+
+
+
+def nested(record: dict | None, *keys: str) -> Any:
+    """record[k1][k2]..., None where a level is missing."""
+    value: Any = record
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def converged(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if r["status"] == "ok" and r["converged"]]
+
+
+def aggregates(runs: list[dict], optimizers: list[str], quantities: list[str]) -> list[dict]:
+    """Per optimizer, over its converged runs (all its grid points and seeds)."""
+    out = []
+    for name in optimizers:
+        mine = [r for r in runs if r["optimizer"] == name]
+        fitted = converged(mine)
+        metrics = {}
+        for q in quantities:
+            mean, std, n = stats.mean_std(r["values"].get(q) for r in fitted)
+            metrics[q] = {"mean": mean, "std": std, "n": n}
+        layers = {}
+        for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+            mean, std, n = stats.mean_std(r["layer_norms"].get(layer) for r in fitted)
+            layers[layer] = {"mean": mean, "std": std, "n": n}
+        out.append({"optimizer": name, "n": len(mine), "n_ok": sum(r["status"] == "ok" for r in mine),
+                    "n_converged": len(fitted), "metrics": metrics, "layer_norms": layers})
+    return out
+
+
+def configurations(runs: list[dict], quantities: list[str]) -> list[dict]:
+    """Per configuration, over its converged seeds."""
+    by: dict[str, list[dict]] = {}
+    for r in runs:
+        by.setdefault(r["configuration"], []).append(r)
+    out = []
+    for key, mine in by.items():
+        fitted = converged(mine)
+        metrics = {}
+        for q in quantities:
+            mean, std, n = stats.mean_std(r["values"].get(q) for r in fitted)
+            metrics[q] = {"mean": mean, "std": std, "n": n}
+        out.append({"configuration": key, "optimizer": mine[0]["optimizer"], "hyperparameters": mine[0]["hyperparameters"],
+                    "n": len(mine), "n_converged": len(fitted), "metrics": metrics})
+    return out
+
+
+def design(profile: Profile, runs: list[dict]) -> dict[str, Any]:
+    fitted = converged(runs)
+    gaps = [r["generalization_gap"] for r in fitted if r["generalization_gap"] is not None]
+    errors = [r["gap_stderr"] for r in fitted if r["gap_stderr"] is not None]
+    return {
+        "axes": list(profile.axes),
+        "grid": profile.grid,
+        "seeds": list(profile.study.seeds),
+        "n_runs": len(runs),
+        "n_configurations": len({r["configuration"] for r in runs}),
+        "n_converged": len(fitted),
+        "n_capped": sum(r["status"] == "ok" and not r["converged"] for r in runs),
+        "n_diverged": sum(r["status"] != "ok" for r in runs),
+        "gap_min": min(gaps) if gaps else None,
+        "gap_max": max(gaps) if gaps else None,
+        "gap_spread": (max(gaps) - min(gaps)) if gaps else None,
+        "gap_stderr_median": sorted(errors)[len(errors) // 2] if errors else None,
+        "stop_loss": profile.train.stop_loss,
+        "stop_early": profile.train.stop_early,
+        "max_epochs": profile.train.max_epochs,
+        "optimizers_converged": sorted({r["optimizer"] for r in fitted}),
+    }
+
+
+def extremes(aggregate_rows: list[dict], quantities: list[str]) -> list[dict]:
+    """Which optimizer's minima are sharpest and flattest by each measure (means over converged runs)."""
+    out = []
+    for q in quantities:
+        means = [(row["metrics"][q]["mean"], row["optimizer"]) for row in aggregate_rows if row["metrics"][q]["mean"] is not None]
+        if len(means) < 2:
+            continue
+        (lo, flat), (hi, sharp) = min(means), max(means)
+        out.append({"quantity": q, "sharpest": sharp, "sharpest_mean": hi, "flattest": flat, "flattest_mean": lo,
+                    "ratio": hi / lo if lo > 0 else None, "n_optimizers": len(means)})
+    return out
+
+
+def best_accuracy(aggregate_rows: list[dict]) -> dict | None:
+    rows = [row for row in aggregate_rows if row["metrics"]["test_accuracy"]["mean"] is not None]
+    if not rows:
+        return None
+    best = max(rows, key=lambda row: row["metrics"]["test_accuracy"]["mean"])
+    return {"optimizer": best["optimizer"], **best["metrics"]["test_accuracy"]}
+
+
+def dinh_facts(record: dict, quantities: list[str]) -> dict[str, Any]:
+    rows = record.get("rows") or []
+    info = {k: record.get(k) for k in ("applicable", "run", "optimizer", "seed", "layers", "note", "reference_test_accuracy")}
+    if not rows:
+        return {**info, "factors": {}, "moved": [], "stable": [], "nonpositive": [], "moved_factor": MOVED_FACTOR,
+                "stable_factor": STABLE_FACTOR}
+    factors, nonpositive = {}, []
+    for q in quantities:
+        values = [r.get(q) for r in rows if is_finite(r.get(q))]
+        if not values:
+            continue
+        if min(values) <= 0:
+            nonpositive.append(q)
+            factors[q] = None
+        else:
+            factors[q] = max(values) / min(values)
+    accuracies = [r["test_accuracy"] for r in rows if is_finite(r.get("test_accuracy"))]
+    return {
+        **info,
+        "moved_factor": MOVED_FACTOR,
+        "stable_factor": STABLE_FACTOR,
+        "scale_min": min(r["scale"] for r in rows),
+        "scale_max": max(r["scale"] for r in rows),
+        "factors": factors,
+        "moved": [q for q, f in factors.items() if f is not None and f >= MOVED_FACTOR],
+        "stable": [q for q, f in factors.items() if f is not None and f < STABLE_FACTOR],
+        "nonpositive": nonpositive,
+        "accuracy_min": min(accuracies) if accuracies else None,
+        "accuracy_max": max(accuracies) if accuracies else None,
+        "max_logit_change": max((r.get("max_logit_change") or 0.0) for r in rows),
+    }
+
+
+def optimizer_grid(profile: Profile) -> dict[str, dict[str, Any]]:
+    """Each optimizer's learning rates and its other (fixed) hyperparameters, for the setup table."""
+    return {name: {"lr": profile.grid[name]["lr"], **{k: v for k, v in cfg.hyperparameters().items() if k != "lr"}}
+            for name, cfg in profile.optimizers.items()}
+
+
+def original_study(profile: Profile, runs: list[dict]) -> dict[str, Any]:
+    """The comparison with the original study, made only where the data set and model match."""
+    seed = load_profile("seed")
+    comparable = profile.study.dataset == seed.study.dataset and profile.study.model == seed.study.model
+    same = {r.run_hash for r in seed.runs} <= {r.run_hash for r in profile.runs}
+    reason = "" if comparable else (
+        f"the original study trained the {seed.study.model!r} LeNet-5 variant on {DISPLAY_NAMES[seed.study.dataset]}; "
+        f"this profile trains the {profile.study.model!r} variant on {DISPLAY_NAMES[profile.study.dataset]}")
+    rows = []
+    if comparable:
+        for name, original in ORIGINAL_TEST_ACCURACY.items():
+            mean, std, n = stats.mean_std(r["test_accuracy"] for r in runs if r["optimizer"] == name and r["status"] == "ok")
+            rows.append({"optimizer": name, "original_test_accuracy": original, "test_accuracy_mean": mean,
+                         "test_accuracy_std": std, "n": n, "difference": None if mean is None else mean - original})
+    return {"comparable": comparable, "reason": reason, "same_setup": same, "rows": rows,
+            "differences": setup_differences(profile, seed)}
+
+
+def setup_differences(profile: Profile, original: Profile) -> list[dict]:
+    """Where this profile departs from the packaged `seed` profile (the original study)."""
+    ours, theirs = VARIANTS[profile.study.model], VARIANTS[original.study.model]
+    checks = [
+        ("Dataset", DISPLAY_NAMES[profile.study.dataset], DISPLAY_NAMES[original.study.dataset]),
+        ("Training images", profile.study.n_train or SPLIT_SIZES[profile.study.dataset][0],
+         original.study.n_train or SPLIT_SIZES[original.study.dataset][0]),
+        ("Activation", ours.activation, theirs.activation),
+        ("Pooling", ours.pooling, theirs.pooling),
+        ("Input size", ours.input_size, theirs.input_size),
+        ("Epochs", _epochs_text(profile), _epochs_text(original)),
+        ("Batch size", _listed(sorted({r.train.batch_size for r in profile.runs})), _listed(sorted({r.train.batch_size for r in original.runs}))),
+        ("Shuffled batches", profile.train.shuffle, original.train.shuffle),
+        ("Seeds", _listed(profile.study.seeds), _listed(original.study.seeds)),
+    ]
+    out = [{"item": item, "ours": _text(a), "original": _text(b)} for item, a, b in checks if _text(a) != _text(b)]
+    for name in sorted(set(profile.grid) | set(original.grid)):
+        if name not in profile.grid:
+            out.append({"item": name, "ours": "not run", "original": "run"})
+        elif name not in original.grid:
+            out.append({"item": name, "ours": "run", "original": "not run"})
+        else:
+            mine, theirs_cfg = profile.optimizers[name].hyperparameters(), original.optimizers[name].hyperparameters()
+            mine["lr"], theirs_cfg["lr"] = _listed(profile.grid[name]["lr"]), _listed(original.grid[name]["lr"])
+            for key in sorted(set(mine) | set(theirs_cfg)):
+                if _text(mine.get(key)) != _text(theirs_cfg.get(key)):
+                    out.append({"item": f"{name} {key}", "ours": _text(mine.get(key)), "original": _text(theirs_cfg.get(key))})
+    return out
+
+
+def _text(value: Any) -> str:
+    """A setting as the report prints it: yes/no, 60,000, 0.1, 0.675, 0.999."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return "–" if value is None else str(value)
+
+
+def _listed(values) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _epochs_text(profile: Profile) -> str:
+    if profile.train.stop_early:
+        return f"until train loss <= {profile.train.stop_loss:g} (at most {profile.train.max_epochs})"
+    return f"{profile.train.max_epochs}"
+
+
+def limitations(profile: Profile, runs: list[dict], n_train: int) -> dict[str, Any]:
+    fitted = converged(runs)
+    relative = [r["curvature"]["trace"]["stderr"] / r["curvature"]["trace"]["mean"] for r in fitted
+                if r["curvature"] and is_finite(nested(r["curvature"], "trace", "stderr"))
+                and is_finite(nested(r["curvature"], "trace", "mean")) and r["curvature"]["trace"]["mean"] > 0]
+    subsets = {}
+    for stage in ("curvature", "sharpness", "landscape"):
+        n = getattr(profile, stage).n_samples
+        subsets[stage] = n if 0 < n < n_train else None
+    return {
+        "n_seeds": len(profile.study.seeds),
+        "subsets": subsets,
+        "capped": [r["run"] for r in runs if r["status"] == "ok" and not r["converged"]],
+        "diverged": [r["run"] for r in runs if r["status"] != "ok"],
+        "lanczos_unconverged": sum(1 for r in fitted if nested(r["curvature"], "eigen", "converged") is False),
+        "trace_rel_stderr_max": max(relative) if relative else None,
+        "trace_probes": profile.curvature.trace_probes,
+        "landscape_runs": "first seed of each configuration",
+        "density_runs": "first seed of each configuration" if profile.curvature.density_runs == "first_seed" else "every run",
+    }

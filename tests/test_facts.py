@@ -1,0 +1,29 @@
+"""The facts the report states: Dinh's factors and the departures from the original study."""
+
+import pytest
+
+from minima import facts
+from minima.config import load_profile
+
+
+def test_dinh_facts_never_call_a_nonpositive_value_a_factor():
+    record = {"applicable": True, "rows": [
+        {"scale": 0.1, "top_eigenvalue": 5.0, "trace": -1.0, "adaptive_worst": 0.2, "test_accuracy": 0.95, "max_logit_change": 1e-8},
+        {"scale": 1.0, "top_eigenvalue": 50.0, "trace": 2.0, "adaptive_worst": 0.2, "test_accuracy": 0.95, "max_logit_change": 0.0},
+        {"scale": 10.0, "top_eigenvalue": 500.0, "trace": 40.0, "adaptive_worst": 0.21, "test_accuracy": 0.95, "max_logit_change": 2e-8},
+    ]}
+    found = facts.dinh_facts(record, ["top_eigenvalue", "trace", "adaptive_worst"])
+    assert found["factors"]["top_eigenvalue"] == pytest.approx(100.0)
+    assert found["factors"]["trace"] is None and found["nonpositive"] == ["trace"]
+    assert found["moved"] == ["top_eigenvalue"] and found["stable"] == ["adaptive_worst"]
+    assert found["max_logit_change"] == 2e-8 and found["accuracy_min"] == found["accuracy_max"] == 0.95
+
+
+def test_setup_differences_come_from_the_packaged_seed_profile():
+    quick, seed = load_profile("quick"), load_profile("seed")
+    differences = {d["item"]: d for d in facts.setup_differences(quick, seed)}
+    assert differences["Activation"] == {"item": "Activation", "ours": "relu", "original": "tanh"}
+    assert differences["Training images"]["ours"] == "1,024" and differences["Training images"]["original"] == "60,000"
+    assert differences["Shuffled batches"] == {"item": "Shuffled batches", "ours": "yes", "original": "no"}
+    assert differences["sgd lr"]["original"] == "0.1" and differences["sam"]["original"] == "not run"
+    assert facts.setup_differences(seed, seed) == []
