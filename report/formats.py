@@ -1,7 +1,7 @@
 """Escaping and number formatting for the LaTeX and Markdown outputs.
 
 Every value a template prints must pass through exactly one filter defined here: `tex` (or
-`md`) for strings, a number filter for numbers. The filters return `Tex`/`Md` strings, marked
+`md`, escaping with report.escape) for strings, a number filter for numbers. The filters return `Tex`/`Md` strings, marked
 safe; the Jinja environment (report.render) refuses to print anything else, and `tex`
 refuses a value that is already escaped. So a string from the summary, the config or a path
 is escaped exactly once, and a hostile profile name like `a_b%c&d#e$f{g}h~i^j\\k` cannot
@@ -9,131 +9,20 @@ break the LaTeX build.
 
 Numbers: `sci` prints three significant digits, switching to a x 10^k form outside
 [0.01, 10^4); `pm` prints mean +- std with both at the mean's exponent; `pct` prints
-fractions in 0..1 as percentages. Missing values (None, NaN) print as an en dash.
+fractions in 0..1 as percentages (accuracies; gaps as percentage points, the unit in the
+column head); `ci`/`cisci` a 95 % interval; `pval` a p-value; `yesno` a flag. Missing values
+(None, NaN) print as an en dash. The `words_*` helpers give the same numbers as plain Unicode
+for generated sentences, which the templates then escape once.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Callable, Mapping, Sequence
 
 import jinja2
 
-
-class Tex(str):
-    """LaTeX source that is safe to print verbatim."""
-
-    def __html__(self) -> str:  # Jinja's autoescape passes objects with __html__ through
-        return str(self)
-
-
-class Md(str):
-    """Markdown source that is safe to print verbatim."""
-
-    def __html__(self) -> str:
-        return str(self)
-
-
-_TEX_ASCII = {
-    "\\": r"\textbackslash{}",
-    "{": r"\{",
-    "}": r"\}",
-    "$": r"\$",
-    "&": r"\&",
-    "#": r"\#",
-    "%": r"\%",
-    "_": r"\_",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "<": r"\textless{}",
-    ">": r"\textgreater{}",
-    "|": r"\textbar{}",
-    '"': r"\textquotedbl{}",
-    "`": r"\textasciigrave{}",
-    "'": r"\textquotesingle{}",
-    "-": "-{}",  # stops T1's -- and --- ligatures from turning "--flag" into a dash
-    "\n": " ",
-    "\t": " ",
-    "\r": " ",
-}
-_TEX_UNICODE = {
-    "ε": r"\ensuremath{\varepsilon}",
-    "σ": r"\ensuremath{\sigma}",
-    "τ": r"\ensuremath{\tau}",
-    "λ": r"\ensuremath{\lambda}",
-    "ρ": r"\ensuremath{\rho}",
-    "α": r"\ensuremath{\alpha}",
-    "β": r"\ensuremath{\beta}",
-    "μ": r"\ensuremath{\mu}",
-    "∇": r"\ensuremath{\nabla}",
-    "‖": r"\ensuremath{\|}",
-    "±": r"\ensuremath{\pm}",
-    "×": r"\ensuremath{\times}",
-    "≈": r"\ensuremath{\approx}",
-    "≤": r"\ensuremath{\leq}",
-    "≥": r"\ensuremath{\geq}",
-    "→": r"\ensuremath{\to}",
-    "′": r"\ensuremath{'}",
-    "−": r"\textminus{}",
-    "–": "--",
-    "—": "---",
-    "…": r"\dots{}",
-    "“": "``",
-    "”": "''",
-    "‘": "`",
-    "’": "'",
-    "\u00a0": "~",
-    "\u2009": r"\,",
-}
-_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-"))
-_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
-# T1-encoded fonts have the Latin-1 letters; anything else (CJK, emoji) would stop pdflatex.
-_LATIN1_LETTERS = {chr(c) for c in range(0xC0, 0x100)} - {"×", "÷"}
-_BREAK_AFTER = set("/_-=.,:;")
-
-
-def _tex_char(ch: str, breakable: bool) -> str:
-    if ch in _TEX_ASCII:
-        out = _TEX_ASCII[ch]
-    elif ch in _TEX_UNICODE:
-        out = _TEX_UNICODE[ch]
-    elif " " <= ch <= "~" or ch in _LATIN1_LETTERS:
-        out = ch
-    else:
-        out = "?"
-    return out + r"\allowbreak{}" if breakable and ch in _BREAK_AFTER else out
-
-
-def escape_tex(text: str, *, breakable: bool = False) -> str:
-    """LaTeX source printing `text` literally; breakable adds line breaks after / _ - = etc."""
-    pieces = []
-    pos = 0
-    for match in _SUPERSCRIPT_RUN.finditer(text):
-        pieces.extend(_tex_char(ch, breakable) for ch in text[pos : match.start()])
-        digits = "".join(_SUPERSCRIPTS[c] for c in match.group())
-        pieces.append(r"\ensuremath{^{" + digits + "}}")
-        pos = match.end()
-    pieces.extend(_tex_char(ch, breakable) for ch in text[pos:])
-    return "".join(pieces)
-
-
-_MD_SPECIAL = set("\\`*_[]<>|#~$&")
-
-
-def escape_md(text: str) -> str:
-    """Markdown text printing `text` literally (also inside a pipe-table cell)."""
-    flat = " ".join(text.split("\n"))
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in flat)
-
-
-def code_md(text: str) -> str:
-    """A Markdown code span: literal text, fenced by more backticks than it contains."""
-    flat = " ".join(text.split("\n"))
-    longest = max((len(m) for m in re.findall("`+", flat)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
-    return f"{fence}{pad}{flat}{pad}{fence}"
+from report.escape import Md, Tex, code_md, escape_md, escape_tex  # noqa: F401  (re-exported)
 
 
 def _missing(x: Any) -> bool:
@@ -259,17 +148,43 @@ def tex_num(x: float | None, decimals: int = 2) -> Tex:
     return Tex(_tex_signed(f"{float(x):.{decimals}f}"))
 
 
+def tex_gen(x: float | None) -> Tex:
+    """A setting as written: 0.1, 32, 1e-05."""
+    return _TEX_NA if _missing(x) else Tex(_tex_signed(f"{float(x):g}"))
+
+
 def tex_int(x: int | None) -> Tex:
     if _missing(x):
         return _TEX_NA
     return Tex(_tex_signed(f"{int(x):,}").replace(",", "{,}"))
 
 
+def _no_pair(pair: Sequence[float] | None) -> bool:
+    return pair is None or len(pair) != 2 or any(_missing(v) for v in pair)
+
+
 def tex_ci(pair: Sequence[float] | None, decimals: int = 2) -> Tex:
-    if pair is None or len(pair) != 2 or any(_missing(v) for v in pair):
+    if _no_pair(pair):
         return _TEX_NA
     lo, hi = (tex_num(v, decimals) for v in pair)
     return Tex(f"[{lo}, {hi}]")
+
+
+def tex_ci_sci(pair: Sequence[float] | None, sig: int = 3) -> Tex:
+    if _no_pair(pair):
+        return _TEX_NA
+    lo, hi = (tex_sci(v, sig) for v in pair)
+    return Tex(f"[{lo}, {hi}]")
+
+
+def tex_p(p: float | None) -> Tex:
+    if _missing(p):
+        return _TEX_NA
+    return Tex(r"\ensuremath{<}0.001" if p < P_FLOOR else f"{float(p):.3f}")
+
+
+def tex_yesno(flag: bool | None) -> Tex:
+    return _TEX_NA if flag is None else Tex(yes_no(flag))
 
 
 # ---- Markdown filters ---------------------------------------------------------------------
@@ -322,6 +237,10 @@ def md_num(x: float | None, decimals: int = 2) -> Md:
     return Md(f"{float(x):.{decimals}f}")
 
 
+def md_gen(x: float | None) -> Md:
+    return _MD_NA if _missing(x) else Md(f"{float(x):g}")
+
+
 def md_int(x: int | None) -> Md:
     if _missing(x):
         return _MD_NA
@@ -329,16 +248,82 @@ def md_int(x: int | None) -> Md:
 
 
 def md_ci(pair: Sequence[float] | None, decimals: int = 2) -> Md:
-    if pair is None or len(pair) != 2 or any(_missing(v) for v in pair):
+    if _no_pair(pair):
         return _MD_NA
     return Md(f"[{md_num(pair[0], decimals)}, {md_num(pair[1], decimals)}]")
 
 
-# ---- shared text helpers (used by findings and the context) ---------------------------------
+def md_ci_sci(pair: Sequence[float] | None, sig: int = 3) -> Md:
+    if _no_pair(pair):
+        return _MD_NA
+    return Md(f"[{md_sci(pair[0], sig)}, {md_sci(pair[1], sig)}]")
 
-def words_sci(x: float, sig: int = 3) -> str:
-    """Plain Unicode (for generated sentences): 1.23×10⁴."""
-    return str(md_sci(x, sig))
+
+def md_p(p: float | None) -> Md:
+    if _missing(p):
+        return _MD_NA
+    return Md("< 0.001" if p < P_FLOOR else f"{float(p):.3f}")
+
+
+def md_yesno(flag: bool | None) -> Md:
+    return _MD_NA if flag is None else Md(yes_no(flag))
+
+
+# ---- shared text helpers (used by the sentences and the context) ----------------------------
+
+P_FLOOR = 0.001  # p-values below this print as "< 0.001"
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def words_sci(x: float | None, sig: int = 3) -> str:
+    """Plain Unicode (for generated sentences): 1.23×10⁴, −0.5; an en dash when missing."""
+    return _minus(str(md_sci(x, sig)))
+
+
+def words_num(x: float | None, decimals: int = 2) -> str:
+    return _minus(str(md_num(x, decimals)))
+
+
+def _hundredfold(x: float | None, decimals: int, unit: str) -> str:
+    return "–" if _missing(x) else _minus(f"{100 * float(x):.{decimals}f}") + (f"\u00a0{unit}" if unit else "")
+
+
+def words_pct(x: float | None, decimals: int = 2, unit: bool = True) -> str:
+    """A fraction as a percentage: 53.60 %."""
+    return _hundredfold(x, decimals, "%" if unit else "")
+
+
+def words_pp(x: float | None, decimals: int = 2, unit: bool = True) -> str:
+    """A difference of fractions in percentage points: 4.71 pp."""
+    return _hundredfold(x, decimals, "pp" if unit else "")
+
+
+def words_ci(pair: Sequence[float] | None, decimals: int = 2) -> str:
+    return _minus(str(md_ci(pair, decimals)))
+
+
+def words_int(x: int | None) -> str:
+    return str(md_int(x))
+
+
+def joined(items: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    items = list(items)
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """"one run", "12 runs" (irregular plurals via `many`)."""
+    return f"one {word}" if n == 1 else f"{n:,} {many or word + 's'}"
 
 
 def duration(seconds: float | None) -> str:
@@ -375,7 +360,11 @@ TEX_FILTERS: dict[str, Callable[..., Tex]] = {
     "pct": tex_pct,
     "num": tex_num,
     "int": tex_int,
+    "gen": tex_gen,
     "ci": tex_ci,
+    "cisci": tex_ci_sci,
+    "pval": tex_p,
+    "yesno": tex_yesno,
 }
 MD_FILTERS: dict[str, Callable[..., Md]] = {
     "md": md,
@@ -385,5 +374,9 @@ MD_FILTERS: dict[str, Callable[..., Md]] = {
     "pct": md_pct,
     "num": md_num,
     "int": md_int,
+    "gen": md_gen,
     "ci": md_ci,
+    "cisci": md_ci_sci,
+    "pval": md_p,
+    "yesno": md_yesno,
 }

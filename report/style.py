@@ -2,11 +2,13 @@
 
 One mapping gives each optimizer its colour (Okabe & Ito 2008, "Color Universal Design",
 distinguishable under the common colour-vision deficiencies) and its marker, so SGD is the
-same blue in every figure whatever subset of optimizers a profile runs.
+same blue in every figure whatever subset of optimizers a profile runs. Verdicts of the
+published claims have one colour each, in the claims table and its figure alike.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -42,10 +44,43 @@ _KNOWN_COLOURS = {
 _SPARE_COLOURS = (OKABE_ITO["black"], OKABE_ITO["yellow"], "#777777", "#444444")
 _MARKERS = {"sgd": "o", "sgd_momentum": "s", "adagrad": "^", "adam": "D", "adahessian": "v", "sam": "P"}
 _SPARE_MARKERS = ("X", "*", "h", "<", ">")
+# Batch sizes (or any second grid axis) in figures: marker shape in scatters, line style in curves.
+LEVEL_MARKERS = ("o", "s", "^", "D", "v", "P")
+LEVEL_LINESTYLES = ("-", "--", ":", "-.")
+
+# Verdicts of the published claims: (words, colour name in both outputs, hex colour).
+VERDICTS = {
+    "reproduced": ("reproduced", "vgreen", OKABE_ITO["green"]),
+    "not_reproduced": ("not reproduced", "vred", OKABE_ITO["vermillion"]),
+    "inconclusive": ("inconclusive", "vorange", OKABE_ITO["orange"]),
+    "not_testable": ("not testable", "vgrey", "#777777"),
+}
+KIND_LABELS = {"hessian": "Hessian", "sharpness": "Sharpness", "baseline": "Baseline"}
+
+# Grid axes: (words, symbol for a configuration's short label).
+AXES = {
+    "optimizer": ("optimizer", ""),
+    "lr": ("learning rate", "η"),
+    "batch_size": ("batch size", "B"),
+    "weight_decay": ("weight decay", "wd"),
+    "label_noise": ("label noise", "noise"),
+}
 
 
 def optimizer_label(name: str) -> str:
     return OPTIMIZER_LABELS.get(name, name)
+
+
+def axis_words(axis: str) -> str:
+    return AXES.get(axis, (axis.replace("_", " "), ""))[0]
+
+
+def axis_symbol(axis: str) -> str:
+    return AXES.get(axis, ("", axis))[1] or axis
+
+
+def verdict_words(verdict: str) -> str:
+    return VERDICTS.get(verdict, (verdict.replace("_", " "), "", ""))[0]
 
 
 def optimizer_styles(names: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -83,46 +118,69 @@ class Label:
     words: str  # for generated sentences (plain Unicode)
 
 
+def _label(tex: str, md: str, mpl: str | None = None, words: str | None = None) -> Label:
+    return Label(tex, md, mpl if mpl is not None else tex, words if words is not None else md)
+
+
 QUANTITY_LABELS = {
-    "top_eigenvalue": Label(
-        r"$\lambda_{\max}$", "λ_max", r"$\lambda_{\max}$", "the top Hessian eigenvalue"
+    "top_eigenvalue": _label(r"$\lambda_{\max}$", "λ_max", words="λ_max"),
+    "trace": _label(r"$\operatorname{tr} H$", "tr H", r"$\mathrm{tr}\,H$"),
+    "balanced_top_eigenvalue": _label(
+        r"balanced $\lambda_{\max}$", "balanced λ_max", words="the balanced λ_max"
     ),
-    "trace": Label(r"$\operatorname{tr} H$", "tr H", r"$\mathrm{tr}\,H$", "the Hessian trace"),
-    "gradient_norm": Label(
-        r"$\|\nabla L\|$", "‖∇L‖", r"$\|\nabla L\|$", "the gradient norm at the end point"
-    ),
-    "epsilon_sharpness": Label(
-        r"$\varepsilon$-sharpness", "ε-sharpness", r"$\epsilon$-sharpness", "ε-sharpness"
-    ),
-    "adaptive_worst": Label(
-        "adaptive worst", "adaptive worst", "adaptive worst-case", "adaptive worst-case sharpness"
-    ),
-    "adaptive_average": Label(
-        "adaptive avg.", "adaptive avg.", "adaptive average", "adaptive average-case sharpness"
-    ),
-    "pacbayes_flatness": Label(
-        r"PAC-B.\ $1/\sigma^2$", "PAC-Bayes 1/σ²", r"PAC-Bayes $1/\sigma^2$", "PAC-Bayes 1/σ²"
-    ),
-    "pacbayes_mag_flatness": Label(
-        r"PAC-B.\ mag.", "PAC-Bayes mag.", r"PAC-Bayes mag. $1/\sigma'^2$",
-        "magnitude-aware PAC-Bayes 1/σ′²",
-    ),
-    "generalization_gap": Label(
-        "generalization gap", "generalization gap", "generalization gap (pp)",
-        "the generalization gap",
-    ),
-    "test_error": Label("test error", "test error", "test error (%)", "the test error"),
-    "test_accuracy": Label("test accuracy", "test accuracy", "test accuracy (%)", "test accuracy"),
+    "min_eigenvalue": _label(r"$\lambda_{\min}$", "λ_min"),
+    "gradient_norm": _label(r"$\|\nabla L\|$", "‖∇L‖", words="the gradient norm"),
+    "epsilon_sharpness": _label(r"$\varepsilon$-sharpness", "ε-sharpness", r"$\epsilon$-sharpness"),
+    "adaptive_worst": _label("adaptive worst", "adaptive worst", "adaptive worst-case",
+                             "adaptive worst-case sharpness"),
+    "adaptive_average": _label("adaptive avg.", "adaptive avg.", "adaptive average",
+                               "adaptive average-case sharpness"),
+    "pacbayes_flatness": _label(r"PAC-B.\ $1/\sigma^2$", "PAC-Bayes 1/σ²", r"PAC-Bayes $1/\sigma^2$",
+                                "PAC-Bayes flatness 1/σ²"),
+    "pacbayes_mag_flatness": _label(r"PAC-B.\ mag.", "PAC-Bayes mag.", r"PAC-Bayes mag. $1/\sigma'^2$",
+                                    "magnitude-aware PAC-Bayes flatness 1/σ′²"),
+    "weight_norm": _label(r"$\|w\|_2$", "‖w‖₂", words="the weight norm ‖w‖₂"),
+    "distance_from_init": _label(r"$\|w - w_0\|_2$", "‖w − w₀‖₂", words="the distance from initialization ‖w − w₀‖₂"),
+    "log_lr_over_batch": _label(r"$\log(\eta/B)$", "log(η/B)", words="log(η/B)"),
+    "epochs_to_fit": _label("epochs to fit", "epochs to fit"),
+    "generalization_gap": _label("generalization gap", "generalization gap", "gap (pp)",
+                                 "the generalization gap"),
+    "test_error": _label("test error", "test error", "test error (%)", "the test error"),
+    "test_accuracy": _label("test accuracy", "test accuracy", "test accuracy (%)"),
+    "train_loss": _label("train loss", "train loss", "training loss", "the training loss"),
 }
 
-CURVATURE_QUANTITIES = ("top_eigenvalue", "trace", "gradient_norm")
+# adaptive m-sharpness variants: adaptive_linf_m128_rho0.002, adaptive_l2_m128_rho2
+_M_SHARPNESS = re.compile(r"^adaptive_(linf|l2)_m(\d+)_rho([0-9.eE+-]+)$")
+_NORMS = {"linf": (r"\ell_\infty", "ℓ∞"), "l2": (r"\ell_2", "ℓ₂")}
 
 
 def quantity_label(name: str) -> Label | None:
     """The known label, or None: callers then escape the raw name themselves."""
-    return QUANTITY_LABELS.get(name)
+    if name in QUANTITY_LABELS:
+        return QUANTITY_LABELS[name]
+    match = _M_SHARPNESS.match(name)
+    if match is None:
+        return None
+    norm, m, rho = match.groups()
+    tex_norm, text_norm = _NORMS[norm]
+    return Label(
+        tex=rf"${tex_norm}$ $\rho{{=}}{rho}$",
+        md=f"{text_norm} ρ={rho}",
+        mpl=rf"adaptive ${tex_norm}$, $\rho$={rho}",
+        words=f"adaptive {text_norm} m-sharpness (m = {m}, ρ = {rho})",
+    )
 
 
 def mpl_text(text: str) -> str:
     """A plain string made safe for matplotlib, which reads paired `$` as mathtext."""
     return text.replace("\\", "/").replace("$", r"\$")
+
+
+def claim_scale(claim: dict) -> float:
+    """Claims about accuracies and gaps are stated in fractions; the report prints percentage points."""
+    return 100.0 if claim.get("unit") == "fraction" else 1.0
+
+
+def claim_statistic(claim: dict) -> str:
+    return claim["statistic"] + (", pp" if claim.get("unit") == "fraction" else "")

@@ -1,5 +1,22 @@
+"""Shared fixtures: tiny float64 networks whose dense Hessians (torch.func.hessian) are the
+oracles, a LeNet-5 with a small random batch, and one thread per test process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 import pytest
 import torch
+from torch import nn
+
+from minima.models import build_model
+from minima.objective import flatten, frozen_copy, loss_at, params_of, unflatten
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "oracle: compares against an external library (PyHessian, curvlinops)")
+    config.addinivalue_line("markers", "cuda: runs on a CUDA device (skipped without one; scripts/gpu_check.sh runs them)")
+
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +27,129 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class LeNetBatch:
+    model: nn.Module
+    params: dict
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@pytest.fixture(scope="session")
+def lenet() -> LeNetBatch:
+    """A freshly initialized LeNet-5 (modern, float64) and 40 random images with labels."""
+    model = build_model("modern", seed=0, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 1, 28, 28, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (40,), generator=g)
+    return LeNetBatch(model, params_of(model), x, y)
+
+
+@dataclass
+class Problem:
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    hessian: torch.Tensor  # dense [P, P] of the mean cross-entropy
+
+
+class TinyMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 6)
+        self.fc2 = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+class TinyCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(h.flatten(1))
+
+
+def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    frozen, like = frozen_copy(model), params_of(model)
+    return torch.func.hessian(lambda w: loss_at(frozen, unflatten(w, like), x, y))(flatten(like))
+
+
+def _problem(module: type[nn.Module], shape: tuple[int, ...], n: int, seed: int) -> Problem:
+    g = torch.Generator().manual_seed(seed)
+    model = module().double()  # default init is overwritten below from the seeded generator
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=g, dtype=torch.float64)
+    x = torch.randn(n, *shape, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return Problem(model, x, y, dense_hessian(model, x, y))
+
+
+@pytest.fixture(scope="session")
+def mlp() -> Problem:
+    return _problem(TinyMLP, (4,), 40, 0)
+
+
+@pytest.fixture(scope="session")
+def cnn() -> Problem:
+    return _problem(TinyCNN, (1, 6, 6), 30, 1)
+
+
+@pytest.fixture(params=["mlp", "cnn"])
+def problem(request: pytest.FixtureRequest) -> Problem:
+    return request.getfixturevalue(request.param)
+
+
+def _symmetric(eigenvalues: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(len(eigenvalues), len(eigenvalues), generator=g, dtype=torch.float64))
+    return q @ torch.diag(eigenvalues.double()) @ q.T
+
+
+@pytest.fixture(scope="session")
+def symmetric():
+    """symmetric(eigenvalues, seed) = Q diag(eigenvalues) Q^T, Q random orthogonal: a known spectrum."""
+    return _symmetric
+
+
+# ---- a real summary for the report's tests --------------------------------------------------
+
+import os  # noqa: E402  (this section is self-contained)
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_BUILD_TIMEOUT_S = 1800
+
+
+@pytest.fixture(scope="session")
+def tiny_build_root(tmp_path_factory) -> Path:
+    """The root of one `make all PROFILE=tiny` build (runs/, build/summary.json, build/figures,
+    build/report.*), made once per session in a temporary directory."""
+    if not (REPO / ".stamps" / "venv").exists():
+        pytest.skip("the tiny build needs the project's venv: run `make venv` (make test does it), "
+                    "or point MINIMA_TEST_SUMMARY at a summary.json")
+    root = tmp_path_factory.mktemp("tiny-build")
+    done = subprocess.run(["make", "-C", str(REPO), "all", "PROFILE=tiny", f"ROOT={root}"],
+                          capture_output=True, text=True, timeout=TINY_BUILD_TIMEOUT_S)
+    if done.returncode != 0:
+        pytest.fail(f"make all PROFILE=tiny failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_summary(request) -> dict:
+    """A real schema-2 summary of the tiny profile, validated with minima.schema: the file named
+    by MINIMA_TEST_SUMMARY when set, else the one `tiny_build_root` builds. Shared by the whole
+    session: deep-copy it before changing anything."""
+    from minima.schema import load_summary
+
+    given = os.environ.get("MINIMA_TEST_SUMMARY")
+    path = Path(given) if given else request.getfixturevalue("tiny_build_root") / "build" / "summary.json"
+    return load_summary(path)

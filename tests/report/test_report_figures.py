@@ -3,9 +3,10 @@ import copy
 import numpy as np
 import pytest
 
-from fake_summary import make_summary
+import variants
 from minima.io import MinimaError
 from report import figures, style
+from report.figures import build, common, landscape
 
 
 def test_one_colour_per_optimizer_whatever_the_subset():
@@ -18,67 +19,95 @@ def test_one_colour_per_optimizer_whatever_the_subset():
     assert style.order_optimizers(["sam", "x", "sgd"]) == ["sgd", "sam", "x"]
 
 
-def test_plan_skips_absent_data_with_a_reason():
-    seed = make_summary(profile="seed", seeds=(100,), interpolation=False)
-    plan = figures.plan(seed)
-    assert "tanh" in plan["dinh"] and "interpolation" in plan["interpolation"]
-    assert plan["training_curves"] is None and plan["spectral_densities"] is None
-    assert all(reason is None for reason in figures.plan(make_summary()).values())
+def test_every_figure_has_its_data_in_the_tiny_summary(tiny_summary):
+    assert figures.plan(tiny_summary) == {name: None for name in figures.FIGURES}
 
 
-def test_history_of_nulls_is_no_history():
-    summary = make_summary()
-    for run in summary["runs"]:
-        run["history"]["gradient_norm"] = [None] * len(run["history"]["epoch"])
-    plan = figures.plan(summary)
-    assert "gradient norm" in plan["gradient_norms"] and plan["training_curves"] is None
+def test_plan_skips_absent_data_with_a_reason(tiny_summary):
+    plan = figures.plan(variants.with_dinh_not_applicable(tiny_summary))
+    assert variants.TANH_NOTE in plan["dinh"] and plan["claims"] is None
+    bare = copy.deepcopy(tiny_summary)
+    bare["interpolation"] = None
+    for run in bare["runs"]:
+        run["landscape"] = None
+        if run["curvature"]:
+            run["curvature"]["density"] = None
+    plan = figures.plan(bare)
+    assert "interpolation" in plan["interpolation"] and "landscape" in plan["landscape_1d"]
+    assert "spectral density" in plan["spectral_densities"] and plan["training"] is None
+
+
+def test_scatter_needs_three_converged_runs(tiny_summary):
+    few = copy.deepcopy(tiny_summary)
+    converged = [r for r in few["runs"] if r["converged"]]
+    for run in converged[2:]:
+        run["converged"] = False
+    assert "only 2 converged runs" in figures.plan(few)["correlation_scatter"]
 
 
 def test_decade_labels_are_plain_text():
-    assert figures._decade_label(1e-3, 0) == "10⁻³"
-    assert figures._decade_label(10.0, 0) == "10"
-    assert figures._decade_label(3.0, 0) == ""
+    assert common.decade_label(1e-3, 0) == "10⁻³"
+    assert common.decade_label(10.0, 0) == "10"
+    assert common.decade_label(3.0, 0) == ""
 
 
-def test_figure_bytes_are_deterministic(tmp_path):
-    summary = make_summary()
-    a = figures.render_figure("interpolation", summary, tmp_path / "a")
-    b = figures.render_figure("interpolation", summary, tmp_path / "b")
+def test_tau_titles_come_from_the_correlation_rows(tiny_summary):
+    row = next(c for c in tiny_summary["correlations"] if c["kendall_tau"] is not None and c["ci95"])
+    title = common.tau_title(row)
+    assert f"{row['kendall_tau']:.2f}".replace("-", "\u2212") in title
+    assert common.tau_title({"kendall_tau": None}) == r"$\tau$ undetermined"
+
+
+def test_figure_bytes_are_deterministic(tiny_summary, tmp_path):
+    a = figures.render_figure("interpolation", tiny_summary, tmp_path / "a")
+    b = figures.render_figure("interpolation", tiny_summary, tmp_path / "b")
     assert a.pdf.read_bytes() == b.pdf.read_bytes()
     assert a.png.read_bytes() == b.png.read_bytes()
     assert b"CreationDate" not in a.pdf.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["training_curves", "curvature_by_optimizer", "correlation_scatter"])
-def test_single_seed_profile_figures(tmp_path, name):
-    # One seed: no bands, no spread; four runs only.
-    result = figures.render_figure(name, make_summary(profile="seed", seeds=(100,)), tmp_path)
-    assert result.available and result.pdf.stat().st_size > 1000
+@pytest.mark.parametrize("name", ["training", "curvature_by_optimizer", "correlation_scatter"])
+def test_a_diverged_run_is_drawn_or_left_out(tiny_summary, tmp_path, name):
+    diverged, _ = variants.with_diverged_run(tiny_summary)
+    result = figures.render_figure(name, diverged, tmp_path)
+    assert result.available and result.pdf.read_bytes().startswith(b"%PDF")
 
 
-def _trimmed():
+def test_claims_figure_draws_every_verdict(tiny_summary, tmp_path):
+    result = figures.render_figure("claims", variants.with_every_verdict(tiny_summary), tmp_path)
+    assert result.png.read_bytes().startswith(b"\x89PNG")
+
+
+def _trimmed(summary):
     """Only the interpolation has data: every other figure is skipped (cheap to draw)."""
-    summary = copy.deepcopy(make_summary(dinh=False))
-    for run in summary["runs"]:
-        run.update(curvature=None, sharpness=None, landscape=None, history=None)
-    return summary
+    s = copy.deepcopy(summary)
+    s["claims"], s["dinh"], s["correlations"] = [], [], []
+    s["dinh_info"] = {**s["dinh_info"], "applicable": False}
+    for run in s["runs"]:
+        run.update(curvature=None, sharpness=None, landscape=None, history={}, values={}, layer_norms={})
+    for agg in s["aggregates"]:
+        agg["layer_norms"] = {}
+    return s
 
 
-def test_skipped_figure_removes_a_stale_file(tmp_path):
+def test_skipped_figure_removes_a_stale_file(tiny_summary, tmp_path):
     (tmp_path / "dinh.pdf").write_bytes(b"old")
-    results = figures.render_figures(_trimmed(), tmp_path)
+    results = figures.render_figures(_trimmed(tiny_summary), tmp_path)
     assert not (tmp_path / "dinh.pdf").exists()
     assert [n for n, r in results.items() if r.available] == ["interpolation"]
 
 
-def test_render_figures_is_a_no_op_when_current(tmp_path, monkeypatch):
-    summary = _trimmed()
+def test_render_figures_is_a_no_op_when_current(tiny_summary, tmp_path, monkeypatch):
+    summary = _trimmed(tiny_summary)
     figures.render_figures(summary, tmp_path)
+
     def redrawn(*args):
         raise AssertionError("redrawn")  # pickles: the figures are drawn in worker processes
 
-    monkeypatch.setattr(figures, "draw", redrawn)
+    monkeypatch.setattr(build, "draw", redrawn)
     assert figures.render_figures(summary, tmp_path)["interpolation"].available
+    provenance = {**summary, "created_by": "another command", "timing": {"total": 1.0}}
+    assert figures.render_figures(provenance, tmp_path)["interpolation"].available  # drawn from neither
     summary["interpolation"]["loss"][0] = 5.0
     with pytest.raises(AssertionError, match="redrawn"):
         figures.render_figures(summary, tmp_path)
@@ -87,14 +116,14 @@ def test_render_figures_is_a_no_op_when_current(tmp_path, monkeypatch):
 def test_landscape_grid_orientation():
     alphas, betas = np.arange(3.0), np.arange(4.0)
     by_alpha = alphas[:, None] * 10 + betas[None, :]  # loss[i][j] at (alphas[i], betas[j])
-    assert np.array_equal(figures._rows_along_beta(by_alpha, alphas, betas), by_alpha.T)
-    assert np.array_equal(figures._rows_along_beta(by_alpha.T, alphas, betas), by_alpha.T)
+    assert np.array_equal(landscape.rows_along_beta(by_alpha, alphas, betas), by_alpha.T)
+    assert np.array_equal(landscape.rows_along_beta(by_alpha.T, alphas, betas), by_alpha.T)
     with pytest.raises(ValueError, match="does not match"):
-        figures._rows_along_beta(np.zeros((2, 2)), alphas, betas)
+        landscape.rows_along_beta(np.zeros((2, 2)), alphas, betas)
 
 
-def test_malformed_data_is_a_one_line_error(tmp_path):
-    summary = make_summary()
+def test_malformed_data_is_a_one_line_error(tiny_summary, tmp_path):
+    summary = copy.deepcopy(tiny_summary)
     summary["interpolation"]["loss"] = summary["interpolation"]["loss"][:3]
     with pytest.raises(MinimaError, match="figure interpolation"):
         figures.render_figure("interpolation", summary, tmp_path)

@@ -98,3 +98,29 @@ def test_value_text():
     assert formats.value_text(1e-8) == "1e-08"
     assert formats.duration(30.0) == "30.0 s" and formats.duration(600.0) == "10.0 min"
     assert isinstance(formats.md("x"), Md)
+
+
+def test_escape_tex_math_words_and_subscripts():
+    assert formats.escape_tex("λ_max and λ_min") == r"\ensuremath{\lambda_{\max}} and \ensuremath{\lambda_{\min}}"
+    assert formats.escape_tex("‖w − w₀‖₂") == (
+        r"\ensuremath{\|}w \textminus{} w\ensuremath{_{0}}\ensuremath{\|}\ensuremath{_{2}}")
+    assert formats.escape_tex("ℓ∞ ψ Ψ η") == (
+        r"\ensuremath{\ell}\ensuremath{\infty} \ensuremath{\psi} \ensuremath{\Psi} \ensuremath{\eta}")
+    assert formats.escape_tex("lambda_max") == r"lambda\_max"  # only the Greek spelling is math
+
+
+def test_p_values_flags_and_settings():
+    assert formats.md_p(0.0421) == "0.042" and formats.md_p(0.0002) == "< 0.001"
+    assert formats.tex_p(0.0002) == r"\ensuremath{<}0.001" and formats.tex_p(None) == "--"
+    assert formats.md_yesno(True) == "yes" and formats.md_yesno(False) == "no" and formats.md_yesno(None) == "–"
+    assert formats.tex_gen(0.1) == "0.1" and formats.md_gen(32) == "32" and formats.tex_gen(-1e-5) == r"\textminus{}1e-05"
+    assert formats.md_ci_sci((0.000123, 0.5)) == "[1.23×10⁻⁴, 0.500]"
+
+
+def test_words_use_unicode_minus_and_units():
+    assert formats.words_num(-0.333) == "−0.33"
+    assert formats.words_pp(0.0471) == "4.71\u00a0pp" and formats.words_pp(0.0471, unit=False) == "4.71"
+    assert formats.words_pct(0.536) == "53.60\u00a0%"
+    assert formats.words_ci((-1.0, 0.5)) == "[−1.00, 0.50]"
+    assert formats.words_pct(None) == "–"
+    assert formats.joined(["a", "b", "c"]) == "a, b and c" and formats.plural(1, "run") == "one run"

@@ -1,0 +1,387 @@
+"""The report's sentences: pure functions from a validated summary to plain-Unicode text.
+
+Every number and judgment comes from the summary (package `minima` computed them); these
+functions only choose words for the facts given: a correlation's `direction` and
+`significant`, a claim's `verdict`, Dinh's `moved`/`stable`/`nonpositive` lists. A
+correlation that no Holm-adjusted test supports has an *undetermined* direction, never "no
+correlation"; a quantity that takes values <= 0 under the rescaling has no factor, which is
+said as such. The templates escape each sentence once for LaTeX or Markdown.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from report import facts, style
+from report.formats import (
+    duration, joined, plural, words_ci, words_int, words_num, words_pct, words_pp, words_sci,
+)
+
+Summary = Mapping[str, Any]
+HESSIAN = ("top_eigenvalue", "trace")
+
+
+words = facts.words
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+# ---- the design ----------------------------------------------------------------------------
+
+def axis_levels(summary: Summary, axis: str) -> str:
+    """"SGD, SGD + momentum and SAM", "32 and 64", or "2 levels per optimizer"."""
+    if axis == "optimizer":
+        return joined([style.optimizer_label(o) for o in facts.grid_values(summary, axis)])
+    grid = summary["design"].get("grid") or {}
+    lists = {tuple(table.get(axis) or ()) for table in grid.values()}
+    if len(lists) == 1:
+        return joined([f"{v:g}" for v in next(iter(lists))])
+    sizes = sorted({len(levels) for levels in lists})
+    return f"{'–'.join(str(k) for k in sizes)} levels per optimizer"
+
+
+def axes_text(summary: Summary) -> str:
+    axes = facts.varied_axes(summary)
+    if not axes:
+        return "no hyperparameter varies"
+    return joined([f"the {style.axis_words(a)} over {axis_levels(summary, a)}" for a in axes])
+
+
+def stop_rule(summary: Summary) -> str:
+    design = summary["design"]
+    return (f"full-training-set cross-entropy ≤ {design['stop_loss']:g} "
+            f"within at most {plural(design['max_epochs'], 'epoch')}")
+
+
+def design_sentence(summary: Summary) -> str:
+    d, data = summary["design"], summary["data"]
+    seeds = ", ".join(str(s) for s in d["seeds"])
+    fits = [f"{d['n_converged']} of the {d['n_runs']} runs converged to the stop rule ({stop_rule(summary)})"]
+    if d["n_capped"]:
+        fits.append(f"{d['n_capped']} {_verb(d['n_capped'], 'was', 'were')} capped")
+    if d["n_diverged"]:
+        fits.append(f"{d['n_diverged']} diverged")
+    spread = (f"the generalization gaps of the converged runs span {words_pp(d['gap_spread'])} "
+              f"({words_pp(d['gap_min'], unit=False)} to {words_pp(d['gap_max'])})"
+              if d["gap_spread"] is not None else "no run converged, so the gaps have no spread")
+    return (
+        f"We train LeNet-5 on {words_int(data['n_train'])} {data['display_name']} training images in "
+        f"{plural(d['n_runs'], 'run')}: {plural(d['n_configurations'], 'configuration')} ({axes_text(summary)}) "
+        f"× {plural(len(d['seeds']), 'seed')} ({seeds}); {joined(fits)}; {spread}."
+    )
+
+
+# ---- claims --------------------------------------------------------------------------------
+
+def _named(claims: list[dict]) -> str:
+    return "; ".join(f"{c['source']}, “{c['claim']}”" for c in claims)
+
+
+def claims_sentence(summary: Summary) -> str:
+    """"Of 10 published claims tested, 3 are reproduced (...), 1 not reproduced (...), 4 inconclusive
+    and 2 not testable": every claim's verdict, those reproduced or not by name."""
+    claims = summary["claims"]
+    if not claims:
+        return "No published claim was tested."
+    parts = []
+    for verdict in style.VERDICTS:
+        chosen = facts.claims_by_verdict(summary, verdict)
+        if not chosen:
+            continue
+        verb = "" if parts else _verb(len(chosen), "is ", "are ")
+        text = f"{len(chosen)} {verb}{style.verdict_words(verdict)}"
+        if verdict in ("reproduced", "not_reproduced"):
+            text += f" ({_named(chosen)})"
+        parts.append(text)
+    return f"Of {plural(len(claims), 'published claim')} tested, {joined(parts)}."
+
+
+# ---- correlations --------------------------------------------------------------------------
+
+def _tested(summary: Summary, target: str) -> list[dict]:
+    return [c for c in facts.correlation_rows(summary, target) if c["kind"] != "baseline"]
+
+
+def _tau_detail(row: Mapping[str, Any]) -> str:
+    ci = f", 95 % CI {words_ci(row['ci95'])}" if row["ci95"] else ""
+    return f"τ = {words_num(row['kendall_tau'])}{ci}"
+
+
+def correlation_sentence(summary: Summary, target: str = facts.TARGET) -> str:
+    rows = _tested(summary, target)
+    name = words(summary, target)
+    if not rows:
+        return f"No measure was correlated with {name}."
+    computed = [r for r in rows if r["kendall_tau"] is not None]
+    if not computed:
+        return (f"Too few converged runs ({summary['design']['n_converged']}) to rank-correlate the measures with "
+                f"{name}: every direction is undetermined.")
+    sample = f"n = {computed[0]['n']} converged runs in {plural(computed[0]['n_clusters'], 'configuration')}"
+    found = [r for r in rows if r["significant"] and r["direction"] != "undetermined"]
+    if not found:
+        return (f"For every sharpness and Hessian measure, the direction of the rank correlation with {name} is "
+                f"undetermined: no Holm-adjusted permutation test is significant ({sample}).")
+    by_direction = []
+    for direction in ("positive", "negative"):
+        mine = [r for r in found if r["direction"] == direction]
+        if mine:
+            listed = joined([f"{words(summary, r['measure'])} ({_tau_detail(r)})" for r in mine])
+            by_direction.append(f"a {direction} one for {listed}")
+    rest = len(rows) - len(found)
+    tail = f"; for the other {plural(rest, 'measure')} the direction is undetermined" if rest else ""
+    return (f"Holm-adjusted permutation tests ({sample}) find a rank correlation with {name}: "
+            f"{'; '.join(by_direction)}{tail}.")
+
+
+def baselines_sentence(summary: Summary, target: str = facts.TARGET) -> str:
+    rows = [r for r in _tested(summary, target) if r["beats_baselines"] is not None]
+    if not rows:
+        return ""
+    winners = [words(summary, r["measure"]) for r in rows if r["beats_baselines"]]
+    if not winners:
+        return f"No sharpness or Hessian measure's Ψ beats the baselines against {words(summary, target)}."
+    return (f"Against {words(summary, target)}, {plural(len(winners), 'measure')} of {len(rows)} "
+            f"{_verb(len(winners), 'beats', 'beat')} the baselines by Ψ: {joined(winners)}.")
+
+
+def noise_floor_sentence(summary: Summary) -> str:
+    floor = (summary.get("noise_floor") or {}).get("generalization_gap") or {}
+    if not floor.get("n_comparisons"):
+        return "With one seed per configuration (or no converged pair of seeds) there is no seed-to-seed noise floor."
+    return (f"Between seeds, the generalization gap ranks the configurations with Kendall "
+            f"τ = {words_num(floor.get('kendall_tau'))} ({plural(floor['n_comparisons'], 'comparison')} of two "
+            f"configurations under two seeds); each measure's own seed-to-seed τ is its noise floor.")
+
+
+# ---- the rescaling experiment (Dinh et al. 2017) -------------------------------------------
+
+def _no_factor(summary: Summary, info: Mapping[str, Any], q: str) -> bool:
+    return q in info.get("nonpositive", []) or info["factors"].get(q) is None
+
+
+def _factors(summary: Summary, info: Mapping[str, Any], quantities: list[str], verb: str) -> str:
+    """"changes λ_max by a factor of 15.9 and tr H by a factor of 8.42" (verb: "changes")."""
+    listed = [f"{words(summary, q)} by a factor of {words_sci(info['factors'][q])}"
+              for q in quantities if not _no_factor(summary, info, q)]
+    return f"{verb} {joined(listed)}" if listed else ""
+
+
+def _changed(summary: Summary, info: Mapping[str, Any], quantities: list[str]) -> str:
+    """"ε-sharpness changes by a factor of 2.36 and X by a factor of 3.10"."""
+    listed = [q for q in quantities if not _no_factor(summary, info, q)]
+    if not listed:
+        return ""
+    first, *rest = [f"{words(summary, q)} by a factor of {words_sci(info['factors'][q])}" for q in listed]
+    return joined([first.replace(" by a factor", " changes by a factor", 1), *rest])
+
+
+def _nonpositive(summary: Summary, info: Mapping[str, Any], quantities: list[str]) -> str:
+    """"tr H takes values ≤ 0, so no factor is defined"."""
+    listed = [words(summary, q) for q in quantities if _no_factor(summary, info, q)]
+    if not listed:
+        return ""
+    return f"{joined(listed)} {_verb(len(listed), 'takes', 'take')} values ≤ 0, so no factor is defined"
+
+
+def _accuracy_text(info: Mapping[str, Any]) -> str:
+    lo, hi = info.get("accuracy_min"), info.get("accuracy_max")
+    if lo is None:
+        return ""
+    if lo == hi:
+        return f"leaves the test accuracy at {words_pct(lo)}"
+    return f"leaves the test accuracy between {words_pct(lo)} and {words_pct(hi)}"
+
+
+def _dinh_run(summary: Summary) -> bool:
+    return bool(summary["dinh_info"].get("applicable") and summary["dinh"])
+
+
+def dinh_sentences(summary: Summary) -> tuple[str, ...]:
+    info = summary["dinh_info"]
+    if not _dinh_run(summary):
+        note = str(info.get("note") or "")
+        return (f"The rescaling experiment of Dinh et al. (2017) was not run{': ' + note if note else ''}.",)
+    layers = joined([str(x) for x in info.get("layers") or []]) or "two layers"
+    hessian = [q for q in HESSIAN if q in info["factors"]]
+    logit = info.get("max_logit_change")
+    logit_text = (f" (the logits change by at most {words_sci(logit)} relative to their largest magnitude)"
+                  if logit is not None else "")
+    changes = _factors(summary, info, hessian, "changes")
+    first = (
+        f"Rescaling layers {layers} of the trained {style.optimizer_label(str(info.get('optimizer')))} network "
+        f"(seed {info.get('seed')}, run {info.get('run')}{_capped(summary, info)}) by a and 1/a, for a from {info['scale_min']:g} to "
+        f"{info['scale_max']:g}, {_accuracy_text(info)}" + (f" and {changes}" if changes else "") + f"{logit_text}."
+        + (f" {_capital(_nonpositive(summary, info, hessian))}." if _nonpositive(summary, info, hessian) else "")
+    )
+    sharp = [q for q in facts.measures(summary, "sharpness") if q in info["factors"] or q in info.get("nonpositive", [])]
+    moved = [words(summary, q) for q in sharp if q in info.get("moved", [])]
+    stable = [words(summary, q) for q in sharp if q in info.get("stable", [])]
+    between = [q for q in sharp if q not in info.get("moved", []) and q not in info.get("stable", [])]
+    parts = [
+        f"{joined(moved)} {_verb(len(moved), 'moves', 'move')} with it" if moved else "",
+        _changed(summary, info, between),
+        _nonpositive(summary, info, between),
+        f"{joined(stable)} {_verb(len(stable), 'stays', 'stay')} put" if stable else "",
+    ]
+    parts = [p for p in parts if p]
+    second = ("Of the sharpness measures, " + "; ".join(parts) + ".") if parts else ""
+    return tuple(s for s in (first, second) if s)
+
+
+def _capped(summary: Summary, info: Mapping[str, Any]) -> str:
+    run = facts.run_by_hash(summary, str(info.get("run")))
+    return ", which did not reach the stop rule" if run is not None and not facts.converged(run) else ""
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def dinh_abstract(summary: Summary) -> str:
+    info = summary["dinh_info"]
+    if not _dinh_run(summary):
+        return dinh_sentences(summary)[0]
+    hessian = [q for q in HESSIAN if q in info["factors"]]
+    changes = _factors(summary, info, hessian, "changes")
+    nonpositive = _nonpositive(summary, info, hessian)
+    sharp = [q for q in facts.measures(summary, "sharpness") if q in info["factors"]]
+    stable = [q for q in sharp if q in info.get("stable", [])]
+    tail = "".join(f"; {t}" for t in (nonpositive, f"{len(stable)} of the {len(sharp)} sharpness measures stay put"
+                                      if sharp else "") if t)
+    return (f"A function-preserving rescaling of {plural(len(info.get('layers') or []), 'layer')} of one trained "
+            f"network {_accuracy_text(info)}" + (f" and {changes}" if changes else "") + f"{tail}.")
+
+
+# ---- the abstract, discussion, limitations and checklist -----------------------------------
+
+def abstract(summary: Summary) -> tuple[str, ...]:
+    out = [design_sentence(summary), claims_sentence(summary), correlation_sentence(summary)]
+    baselines = baselines_sentence(summary)
+    if baselines:
+        out.append(baselines)
+    out.append(dinh_abstract(summary))
+    return tuple(out)
+
+
+def _extremes_sentence(summary: Summary) -> str:
+    rows = summary.get("extremes") or []
+    if not rows:
+        return ""
+    lead = rows[0]
+    sharp = Counter(e["sharpest"] for e in rows).most_common(1)[0]
+    flat = Counter(e["flattest"] for e in rows).most_common(1)[0]
+    ratio = f" (ratio of the means {words_sci(lead['ratio'])})" if lead.get("ratio") is not None else ""
+    return (
+        f"By {words(summary, lead['quantity'])}, {style.optimizer_label(lead['sharpest'])} found the sharpest minima "
+        f"on average and {style.optimizer_label(lead['flattest'])} the flattest{ratio}; over all {len(rows)} measures, "
+        f"{style.optimizer_label(sharp[0])} is sharpest by {sharp[1]} and {style.optimizer_label(flat[0])} flattest by {flat[1]}."
+    )
+
+
+def discussion(summary: Summary) -> tuple[str, ...]:
+    d = summary["design"]
+    out = []
+    if d["gap_spread"] is not None and d.get("gap_stderr_median") is not None:
+        out.append(f"The converged runs' generalization gaps span {words_pp(d['gap_spread'])}; the median standard "
+                   f"error of one run's gap (from the finite test set) is {words_pp(d['gap_stderr_median'])}.")
+    best = summary.get("best")
+    if best and best.get("mean") is not None:
+        spread = f" ± {words_pct(best['std'], unit=False)}" if best.get("std") is not None else ""
+        out.append(f"{style.optimizer_label(best['optimizer'])} reaches the best mean test accuracy, "
+                   f"{words_pct(best['mean'], unit=False)}{spread} % (n = {best['n']} converged runs).")
+    extremes = _extremes_sentence(summary)
+    if extremes:
+        out.append(extremes)
+    info = summary["dinh_info"]
+    if info.get("applicable") and "top_eigenvalue" in info.get("moved", []):
+        out.append(f"The rescaled networks compute the same function, yet λ_max changes by a factor of "
+                   f"{words_sci(info['factors']['top_eigenvalue'])}: its value depends on the parametrization, "
+                   "not only on the function (Dinh et al. 2017).")
+    baselines = baselines_sentence(summary)
+    if baselines:
+        out.append(baselines)
+    return tuple(out)
+
+
+def _subsets_sentence(summary: Summary) -> str:
+    n_train = summary["data"]["n_train"]
+    used = [(stage, n) for stage, n in (summary["limitations"].get("subsets") or {}).items() if n]
+    if not used:
+        return ""
+    listed = joined([f"{stage} {words_int(n)}" for stage, n in used])
+    return f"Some stages used a fixed subset of the {words_int(n_train)} training images ({listed} images), not all of it."
+
+
+def limitations(summary: Summary) -> tuple[str, ...]:
+    lim, d = summary["limitations"], summary["design"]
+    n_seeds = lim.get("n_seeds", len(d["seeds"]))
+    out = [f"Only {n_seeds} seeds per configuration: a configuration's standard deviation rests on at most "
+           f"{n_seeds} values, and the intervals resample only {d['n_configurations']} configurations."
+           if n_seeds > 1 else "One seed per configuration: there are no error bars and no seed-to-seed noise floor."]
+    subsets = _subsets_sentence(summary)
+    if subsets:
+        out.append(subsets)
+    for key, what in (("capped", "did not reach the stop rule (capped)"), ("diverged", "diverged")):
+        runs = lim.get(key) or []
+        if runs:
+            out.append(f"{len(runs)} of {d['n_runs']} runs {what}; they are listed but enter no aggregate, "
+                       "correlation or claim.")
+    if lim.get("lanczos_unconverged"):
+        out.append(f"Lanczos did not reach its tolerance for {plural(lim['lanczos_unconverged'], 'converged run')}; "
+                   "their eigenvalues are less accurate.")
+    if lim.get("trace_rel_stderr_max") is not None:
+        out.append(f"The trace is a Hutchinson estimate ({plural(lim.get('trace_probes') or 0, 'probe')}; relative "
+                   f"standard error up to {words_pct(lim['trace_rel_stderr_max'], 1)}); spectral densities are "
+                   "stochastic Lanczos quadrature estimates.")
+    landscape, density = lim.get("landscape_runs"), lim.get("density_runs")
+    if landscape and landscape == density:
+        out.append(f"Loss landscapes and spectral densities are computed for the {landscape} only.")
+    elif landscape or density:
+        out.append(" ".join(f"{what} are computed for the {runs} only." for what, runs in
+                            (("Loss landscapes", landscape), ("Spectral densities", density)) if runs))
+    info = summary["dinh_info"]
+    if not info.get("applicable"):
+        out.append(f"The rescaling experiment was not run: {info.get('note') or 'not applicable'}.")
+    original = summary["original_study"]
+    if not original.get("comparable"):
+        out.append(f"No comparison with the original study: {original.get('reason') or 'not comparable'}.")
+    out.append(f"One architecture (LeNet-5, {summary['model'].get('variant', 'unknown')} variant) and one data set "
+               f"({summary['data']['display_name']}): the conclusions may not transfer to other networks or data.")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    item: str
+    answer: str
+    section: str  # a key of the templates' section table
+
+
+def checklist(summary: Summary) -> tuple[CheckItem, ...]:
+    d, lim = summary["design"], summary["limitations"]
+    commit = str(summary["git_commit"])[:12]
+    dirty = " (uncommitted changes)" if summary.get("git_dirty") else ""
+    device = str(facts.get_path(summary, "environment", "device") or "unknown device")
+    n_seeds = len(d["seeds"])
+    errors = ("yes: mean ± sample standard deviation over the converged runs, n stated; each run's gap with its "
+              "standard error" if n_seeds > 1 else "no: one seed per configuration")
+    original = summary["original_study"]
+    prior = ("yes: the original study's test accuracies" if original.get("comparable")
+             else f"no: {original.get('reason') or 'not comparable'}")
+    return (
+        CheckItem("Code and exact command", f"yes: commit {commit}{dirty}, command in the appendix", "repro"),
+        CheckItem("Data and preprocessing", "yes: source, SHA-256 checksums, the subset's indices, preprocessing", "data"),
+        CheckItem("Hyperparameters", "yes: the grid and every optimizer's settings", "design"),
+        CheckItem("Random seeds", f"yes: {plural(n_seeds, 'seed')} per configuration, listed", "design"),
+        CheckItem("Error bars", errors, "optimizers"),
+        CheckItem("Statistics", "Kendall τ with configuration-resampled intervals, permutation p-values, Holm", "correlation"),
+        CheckItem("Published claims", f"yes: {plural(len(summary['claims']), 'claim')}, each with its rule and verdict", "claims"),
+        CheckItem("Failed runs reported", f"yes: {len(lim.get('capped') or [])} capped, {len(lim.get('diverged') or [])} diverged, listed", "failed"),
+        CheckItem("Comparison with prior work", prior, "original"),
+        CheckItem("Compute", f"yes: {device}, {duration(facts.get_path(summary, 'timing', 'total'))} in total, time per stage", "repro"),
+        CheckItem("Limitations", "yes: generated from the summary", "limitations"),
+    )
