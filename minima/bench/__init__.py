@@ -52,7 +52,7 @@ class _Workload:
 
 def _workload(device: torch.device, samples: int) -> _Workload:
     """The full training set on a GPU; on CPU a 5k subset, one timed repetition (after a warm-up)
-    and a smaller density: 1,831 s on 2 cores (measured 2026-11-28)."""
+    and a smaller density: 1,008 s for the whole bench on 2 cores (measured 2026-11-29)."""
     if device.type == "cuda":
         return _Workload(samples or 60000, reps=3, density_probes=5, density_steps=60)
     return _Workload(samples or 5000, reps=1, density_probes=3, density_steps=40)

@@ -361,8 +361,10 @@ def _study_kinds(task: Task) -> list[str]:
 def _describe(ctx: Context, task: Task) -> str:
     if task.runs:
         runs = [ctx.profile.run(run) for run in task.runs]
-        seeds = " ".join(str(run.seed) for run in runs)
-        return f"{runs[0].label.rsplit(' seed ', 1)[0]}, seed{'s' if len(runs) > 1 else ''} {seeds}"
+        first = runs[0]
+        lrs = ", ".join(f"{lr:g}" for lr in dict.fromkeys(run.optimizer.lr for run in runs))
+        seeds = " ".join(str(seed) for seed in dict.fromkeys(run.seed for run in runs))
+        return f"{first.optimizer.name} lr {lrs} B {first.train.batch_size}, seed{'s' if len(runs) > 1 else ''} {seeds}"
     return " ".join(task.command[:1] + tuple(_study_kinds(task)))
 
 
