@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from device_params import DEVICES
-from minima.curvature.hvp import HessianOperator
+from minima.curvature.hvp import HessianOperator, _balanced_chunks
 from minima.objective import flatten, params_of
 
 
@@ -45,6 +45,35 @@ def test_chunked_equals_unchunked(problem, chunk_size):
     chunked = HessianOperator(problem.model, problem.x, problem.y, chunk_size=chunk_size, block_size=2)
     v = _operand(whole.shape[0], 3)
     torch.testing.assert_close(chunked @ v, whole @ v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,size,expected", [(10, 3, [3, 3, 2, 2]), (5000, 512, [500] * 10), (1024, 512, [512, 512]),
+                                             (7, 7, [7]), (1, 5, [1])])
+def test_balanced_chunks_cover_the_data_in_near_equal_sizes(n, size, expected):
+    # at most two chunk sizes: the linearized operator traces one program per size
+    y = torch.arange(n)
+    chunks = _balanced_chunks(y.double(), y, size)
+    assert [len(yc) for _, yc in chunks] == expected
+    assert torch.equal(torch.cat([yc for _, yc in chunks]), y)
+
+
+@pytest.mark.filterwarnings("ignore:Attempted to insert a get_attr Node")  # torch's const folding
+def test_linearized_products_equal_torch_func_linearize_bit_for_bit(cnn):
+    """The traced-once, split program runs exactly what torch.func.linearize replays per chunk."""
+    from torch.func import grad, linearize
+
+    from minima.objective import frozen_copy, loss_at, unflatten
+
+    op = HessianOperator(cnn.model, cnn.x, cnn.y, chunk_size=8, linearize=True)
+    assert [len(yc) for _, yc in op.chunks] == [8, 8, 7, 7]  # two traced shapes
+    like, model = params_of(cnn.model), frozen_copy(cnn.model)
+    w = flatten(like)
+    v = _operand(w.numel(), None)
+    expected = torch.zeros_like(w)
+    for xc, yc in op.chunks:
+        tangent = linearize(grad(lambda u: loss_at(model, unflatten(u, like), xc, yc)), w)[1]
+        expected = expected + (len(yc) / len(cnn.y)) * tangent(v)
+    assert torch.equal(op @ v, expected)
 
 
 def test_quadratic_with_known_hessian():
