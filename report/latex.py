@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -39,6 +40,15 @@ def missing_message(markdown: Path) -> str:
         f"wrote {markdown}; no PDF because {' and '.join(missing_tools()) or 'LaTeX'} "
         f"is not installed: {INSTALL_HINT}"
     )
+
+
+# a line or table wider than the text by more than this runs visibly into the margin or off the page
+OVERFULL_TOLERANCE_PT = 5.0
+
+
+def overfull_points(log: str) -> list[float]:
+    """How far each overfull line of a TeX log runs past its box, in points."""
+    return [float(width) for width in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
 
 
 def _first_error(log: str) -> str:
@@ -83,4 +93,8 @@ def build_pdf(tex_source: str, figure_pdfs: Iterable[Path], out_pdf: Path) -> Pa
             kept = write_text(out_pdf.with_suffix(".log"), log)
             raise MinimaError(f"LaTeX failed: {_first_error(log)} (full log: {kept})")
         out_pdf.with_suffix(".log").unlink(missing_ok=True)
+        too_wide = [w for w in overfull_points(log) if w > OVERFULL_TOLERANCE_PT]
+        if too_wide:  # the PDF is still worth having; the reader would lose what runs off the page
+            print(f"report: warning: {len(too_wide)} line(s) of {out_pdf.name} run past the margin, by up to "
+                  f"{max(too_wide):.0f} pt", file=sys.stderr)
         return write_bytes(out_pdf, built.read_bytes())

@@ -65,6 +65,20 @@ def edge(built, tiny_summary):
     return summary, result
 
 
+def test_overfull_lines_are_read_from_the_log():
+    log = "Overfull \\hbox (408.22012pt too wide) in paragraph at lines 179--191\nOverfull \\hbox (0.5pt too wide) in x\n"
+    assert latex.overfull_points(log) == [408.22012, 0.5]
+
+
+@needs_latex
+def test_every_table_fits_the_page(built, capsys):
+    """The six-optimizer hyperparameter table once ran 408 pt off the page, hiding SAM's rho."""
+    root, out = built
+    tex = (out / "report.tex").read_text()
+    latex.build_pdf(tex, sorted((out / "figures").glob("*.pdf")), root / "fit" / "report.pdf")
+    assert "past the margin" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", sorted(figures.FIGURES))
 def test_every_figure_function_writes_a_figure(built, name):
     _, out = built
