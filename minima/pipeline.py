@@ -13,12 +13,13 @@ the second waits, then finds the run current. A corrupt artifact is moved aside
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -188,8 +189,10 @@ def analysis_path(ctx: Context, run: RunConfig, kind: str) -> Path:
                                "landscape": paths.LANDSCAPE_JSON}[kind]
 
 
-def analysis_is_current(ctx: Context, run: RunConfig, kind: str) -> bool:
-    current = is_current(analysis_path(ctx, run, kind), analysis_inputs(ctx, run, kind))
+def analysis_is_current(ctx: Context, run: RunConfig, kind: str, inputs: dict | None = None) -> bool:
+    """`inputs`: analysis_inputs(ctx, run, kind) where the caller has them already."""
+    inputs = analysis_inputs(ctx, run, kind) if inputs is None else inputs
+    current = is_current(analysis_path(ctx, run, kind), inputs)
     if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
         current = _readable(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
     return current
@@ -295,35 +298,31 @@ def stage_train(ctx: Context, runs: list[RunConfig]) -> None:
                   device=ctx.device, dtype=ctx.dtype, progress=ctx.progress, record=record)
 
 
-class _locks:
+@contextlib.contextmanager
+def _locks(ctx: Context, runs: list[RunConfig]) -> Iterator[None]:
     """Hold the locks of several runs, always in hash order (no deadlock between processes)."""
-
-    def __init__(self, ctx: Context, runs: list[RunConfig]):
-        self._paths = sorted({ctx.run_dir(r) / paths.LOCK for r in runs})
-        self._held: list = []
-
-    def __enter__(self) -> None:
-        for path in self._paths:
-            lock = locked(path)
-            lock.__enter__()
-            self._held.append(lock)
-
-    def __exit__(self, *exc: Any) -> None:
-        while self._held:
-            self._held.pop().__exit__(*exc)
+    with contextlib.ExitStack() as stack:
+        for path in sorted({ctx.run_dir(r) / paths.LOCK for r in runs}):
+            stack.enter_context(locked(path))
+        yield
 
 
 def stage_analyses(ctx: Context, run: RunConfig, kinds: tuple[str, ...] | None = None) -> None:
-    """The run's analyses that are not current, in order (the landscape reads curvature's vectors)."""
+    """The run's analyses that are not current, in order. The landscape reads the eigenvectors
+    saved with curvature, so asking for the landscape brings curvature up to date first."""
+    if kinds and "landscape" in kinds:
+        kinds = (*kinds, "curvature")
     with locked(ctx.run_dir(run) / paths.LOCK):
+        wanted = analyses_of(ctx, run)
         for kind in ANALYSES:
-            if kind not in analyses_of(ctx, run) or (kinds and kind not in kinds):
+            if kind not in wanted or (kinds and kind not in kinds):
                 continue
-            if analysis_is_current(ctx, run, kind):
+            inputs = analysis_inputs(ctx, run, kind)
+            if analysis_is_current(ctx, run, kind, inputs):
                 continue
             started = time.perf_counter()
             values = ANALYSIS_FUNCTIONS[kind](ctx, run)
-            record = {**values, "inputs": analysis_inputs(ctx, run, kind), "stage_seconds": time.perf_counter() - started}
+            record = {**values, "inputs": inputs, "stage_seconds": time.perf_counter() - started}
             write_json(analysis_path(ctx, run, kind), finite_or_none(record))
             print(f"minima: {kind} of {run.label} ({run.run_hash}) in {record['stage_seconds']:.1f} s", file=sys.stderr)
 
@@ -358,20 +357,10 @@ def _landscape(ctx: Context, run: RunConfig) -> dict:
     settings = ctx.profile.landscape
     x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
     model = load_trained(ctx, run)
-    try:
-        vectors = load_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
-    except CorruptFile as exc:
-        _move_aside(exc.path, exc.reason)
-        _curvature_again(ctx, run)
-        vectors = load_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
-    vectors = vectors.to(device=ctx.device, dtype=ctx.dtype)
+    # current and loadable: stage_analyses has just checked (or recomputed) curvature under this lock
+    vectors = load_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT).to(device=ctx.device, dtype=ctx.dtype)
     result = measure_landscape(model, params_of(model), vectors, x, y, settings, device=ctx.device, dtype=ctx.dtype)
     return {**result.to_json(), "data": data}
-
-
-def _curvature_again(ctx: Context, run: RunConfig) -> None:
-    record = {**_curvature(ctx, run), "inputs": analysis_inputs(ctx, run, "curvature"), "stage_seconds": None}
-    write_json(analysis_path(ctx, run, "curvature"), finite_or_none(record))
 
 
 ANALYSIS_FUNCTIONS: dict[str, Callable[[Context, RunConfig], dict]] = {

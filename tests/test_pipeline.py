@@ -133,6 +133,18 @@ def test_a_corrupt_artifact_is_moved_aside_and_recomputed(built, tmp_path, capsy
     assert repaired["runs"][0]["values"]["top_eigenvalue"] == pytest.approx(original["runs"][0]["values"]["top_eigenvalue"], rel=1e-6)
 
 
+def test_the_landscape_stage_alone_brings_curvature_up_to_date_first(built, tmp_path, capsys):
+    """It reads curvature's eigenvectors: with them missing it once failed ("cannot read")."""
+    root = _copy_build(built, tmp_path / "root")
+    run = _first_run(root)
+    (root / "runs" / run / "eigenvectors.pt").unlink()
+    (root / "runs" / run / "landscape.json").unlink()
+    assert _cli("landscape", "--profile", "tiny", "--root", str(root), "--run", run) == 0
+    err = capsys.readouterr().err
+    assert "minima: curvature of" in err and "minima: landscape of" in err
+    assert (root / "runs" / run / "eigenvectors.pt").exists() and (root / "runs" / run / "landscape.json").exists()
+
+
 def test_a_changed_model_invalidates_the_study_that_read_it(built, tmp_path):
     from minima import pipeline
 
