@@ -37,7 +37,7 @@ $(error ENV must be venv or system, got '$(ENV)')
 endif
 MINIMA := $(PY) -m minima
 
-.PHONY: all runs report test bench setup venv check-env tex fashion data clean distclean help
+.PHONY: all report test bench setup venv check-env tex fashion data clean distclean help
 
 all: $(READY) tex
 	$(MINIMA) plan --profile "$(PROFILE)" --task-runs $(TASK_RUNS)

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from minima import stats
+from minima import facts, stats
 from minima.stats import is_finite
 
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_testable")
@@ -119,10 +119,6 @@ def no_ranking(ci: tuple | None, margin: float) -> str:
     return "inconclusive"
 
 
-def _converged(summary: dict) -> list[dict]:
-    return [r for r in summary["runs"] if r["status"] == "ok" and r["converged"]]
-
-
 def _key(run: dict, drop: str) -> tuple:
     return (run["optimizer"] if drop != "optimizer" else None, run["seed"],
             tuple(sorted((a, i) for a, i in run["levels"].items() if a != drop)))
@@ -171,7 +167,7 @@ def _difference(q: str) -> Callable[[dict, dict], float | None]:
 
 
 def keskar(summary: dict) -> list[dict]:
-    runs = _converged(summary)
+    runs = facts.converged(summary["runs"])
     source, rule = "Keskar et al. 2017", "directional"
     sizes = sorted({r["hyperparameters"]["batch_size"] for r in runs})
     claims = [("Larger batches find sharper minima", "top_eigenvalue", _log_ratio, "mean log10(lambda_max(B large) / lambda_max(B small))", "log10_ratio"),
@@ -192,7 +188,7 @@ def keskar(summary: dict) -> list[dict]:
 
 
 def foret(summary: dict) -> list[dict]:
-    runs = _converged(summary)
+    runs = facts.converged(summary["runs"])
     source, rule = "Foret et al. 2021", "directional"
     base = (summary.get("optimizers", {}).get("sam") or {}).get("sam_base", "sgd_momentum")
     claims = [("SAM finds flatter minima than its base optimizer", "top_eigenvalue", _log_ratio, f"mean log10(lambda_max(SAM) / lambda_max({base}))", "log10_ratio"),
@@ -213,7 +209,7 @@ def foret(summary: dict) -> list[dict]:
 
 
 def wilson(summary: dict) -> list[dict]:
-    runs = _converged(summary)
+    runs = facts.converged(summary["runs"])
     source, claim, test, statistic = TEXTS["wilson"]
     rule = "directional"
     adaptive = [r for r in runs if r["optimizer"] in ("adam", "adagrad")]
@@ -248,7 +244,7 @@ def _family_difference(a: list[dict], b: list[dict], q: str) -> tuple[float, tup
 
 
 def yao(summary: dict) -> list[dict]:
-    runs = _converged(summary)
+    runs = facts.converged(summary["runs"])
     source, claim, test, statistic = TEXTS["yao"]
     rule = "noninferiority"
     best: dict[tuple, dict[str, dict]] = {}
@@ -278,7 +274,7 @@ def psi_groups(runs: list[dict], axes: list[str]) -> dict[str, list]:
 
 
 def _groups(summary: dict) -> tuple[list[dict], dict[str, list]]:
-    runs = _converged(summary)
+    runs = facts.converged(summary["runs"])
     return runs, psi_groups(runs, summary["design"]["axes"])
 
 
@@ -345,7 +341,7 @@ def dinh(summary: dict) -> list[dict]:
 def _ranking_claim(summary: dict) -> dict:
     source, claim, test, statistic = TEXTS["ranking"]
     rule = "ranking"
-    runs = [r for r in _converged(summary) if is_finite(r["values"].get("balanced_top_eigenvalue")) and is_finite(r["values"].get("top_eigenvalue"))]
+    runs = [r for r in facts.converged(summary["runs"]) if is_finite(r["values"].get("balanced_top_eigenvalue")) and is_finite(r["values"].get("top_eigenvalue"))]
     optimizers = sorted({r["optimizer"] for r in runs})
     if len(optimizers) < 3:
         return _claim(claim, source, test, statistic, None, None, "not_testable", rule, len(runs),

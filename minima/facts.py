@@ -12,7 +12,7 @@ from minima import stats
 from minima.stats import is_finite
 from minima.config import Profile, load_profile
 from minima.data import DISPLAY_NAMES, SPLIT_SIZES
-from minima.models import VARIANTS
+from minima.models import LAYERS, VARIANTS
 
 # The original study's published test accuracies (EPFL CS-439 course project, 2022).
 ORIGINAL_TEST_ACCURACY = {"sgd": 0.9903, "adahessian": 0.9889, "adam": 0.9841, "adagrad": 0.976}
@@ -45,7 +45,7 @@ def aggregates(runs: list[dict], optimizers: list[str], quantities: list[str]) -
             mean, std, n = stats.mean_std(r["values"].get(q) for r in fitted)
             metrics[q] = {"mean": mean, "std": std, "n": n}
         layers = {}
-        for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+        for layer in LAYERS:
             mean, std, n = stats.mean_std(r["layer_norms"].get(layer) for r in fitted)
             layers[layer] = {"mean": mean, "std": std, "n": n}
         out.append({"optimizer": name, "n": len(mine), "n_ok": sum(r["status"] == "ok" for r in mine),

@@ -56,12 +56,6 @@ Params = dict[str, torch.Tensor]  # name -> stacked tensor [K, *shape]
 Objective = Callable[[Params], tuple[torch.Tensor, Any]]  # params -> (losses [K], aux)
 
 OPTIMIZERS = ("sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam")
-SAM_BASES = ("sgd", "sgd_momentum", "adagrad", "adam")
-
-# Cost of one step in gradient evaluations, measured on CPU (LeNet-5, batch 128): SAM takes two
-# gradients, AdaHessian a gradient plus a Hessian-vector product. Only the plan's scheduling uses
-# it (longest runs first, so that `make -j` ends with the cores busy).
-RELATIVE_STEP_COST = {"adahessian": 2.5, "sam": 2.0}
 
 # Defaults that depend on the optimizer (None in the dataclass means "this optimizer's default").
 _DEFAULT_LR = {"sgd": 0.1, "sgd_momentum": 0.01, "adagrad": 0.01, "adam": 0.001, "adahessian": 0.15}

@@ -21,13 +21,15 @@ import hashlib
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from minima.config import RunConfig
 from minima.io import write_json, write_text
 from minima.pipeline import Context, analyses_of, is_trained, run_is_current, study_is_current, study_kinds, study_runs
 
-STEP_COST = {"adahessian": 2.5, "sam": 2.0}  # gradient evaluations per step, measured on CPU
+# Cost of one step in gradient evaluations, measured on CPU (LeNet-5, batch 128): SAM takes two
+# gradients, AdaHessian a gradient plus a Hessian-vector product.
+STEP_COST = {"adahessian": 2.5, "sam": 2.0}
 STEP_OVERHEAD = 64  # images' worth of fixed cost per optimizer step (CPU, LeNet-5)
 ANALYSIS_COST = 0.3  # an untrained run's analyses, relative to its training
 TASK_RUNS = 4  # runs per task at most, when configurations can be grouped (see task_groups)
@@ -123,17 +125,27 @@ def build_plan(ctx: Context, task_runs: int = TASK_RUNS) -> Plan:
     return Plan(ref, str(ctx.layout.root), tuple(_longest_first(tasks)))
 
 
-def _longest_first(tasks: list[Task]) -> list[Task]:
-    """Descending by the cost of the task and everything waiting on it (its critical path)."""
+def critical_paths(tasks: Iterable[Task]) -> dict[str, float]:
+    """Each task's cost plus the costliest chain of tasks waiting on it."""
+    tasks = list(tasks)
     waiting: dict[str, list[Task]] = {}
     for task in tasks:
         for key in task.after:
             waiting.setdefault(key, []).append(task)
+    memo: dict[str, float] = {}
 
     def path(task: Task) -> float:
-        return task.cost + max((path(t) for t in waiting.get(task.key, [])), default=0.0)
+        if task.key not in memo:
+            memo[task.key] = task.cost + max((path(t) for t in waiting.get(task.key, [])), default=0.0)
+        return memo[task.key]
 
-    return sorted(tasks, key=lambda t: -path(t))
+    return {task.key: path(task) for task in tasks}
+
+
+def _longest_first(tasks: list[Task]) -> list[Task]:
+    """Descending by critical path: the longest chains start first, so the cores end busy."""
+    paths = critical_paths(tasks)
+    return sorted(tasks, key=lambda t: -paths[t.key])
 
 
 def makefile(plan: Plan) -> str:

@@ -326,9 +326,8 @@ def limitations(summary: Summary) -> tuple[str, ...]:
     if subsets:
         out.append(subsets)
     for key, what in (("capped", "did not reach the stop rule (capped)"), ("diverged", "diverged")):
-        runs = lim.get(key) or []
-        if runs:
-            out.append(f"{len(runs)} of {d['n_runs']} runs {what}; they are listed but enter no aggregate, "
+        if d[f"n_{key}"]:
+            out.append(f"{d[f'n_{key}']} of {d['n_runs']} runs {what}; they are listed but enter no aggregate, "
                        "correlation or claim.")
     if lim.get("lanczos_unconverged"):
         out.append(f"Lanczos did not reach its tolerance for {plural(lim['lanczos_unconverged'], 'converged run')}; "
@@ -362,7 +361,7 @@ class CheckItem:
 
 
 def checklist(summary: Summary) -> tuple[CheckItem, ...]:
-    d, lim = summary["design"], summary["limitations"]
+    d = summary["design"]
     commit = str(summary["git_commit"])[:12]
     dirty = " (uncommitted changes)" if summary.get("git_dirty") else ""
     device = str(facts.get_path(summary, "environment", "device") or "unknown device")
@@ -380,7 +379,7 @@ def checklist(summary: Summary) -> tuple[CheckItem, ...]:
         CheckItem("Error bars", errors, "optimizers"),
         CheckItem("Statistics", "Kendall τ with configuration-resampled intervals, permutation p-values, Holm", "correlation"),
         CheckItem("Published claims", f"yes: {plural(len(summary['claims']), 'claim')}, each with its rule and verdict", "claims"),
-        CheckItem("Failed runs reported", f"yes: {len(lim.get('capped') or [])} capped, {len(lim.get('diverged') or [])} diverged, listed", "failed"),
+        CheckItem("Failed runs reported", f"yes: {d['n_capped']} capped, {d['n_diverged']} diverged, listed", "failed"),
         CheckItem("Comparison with prior work", prior, "original"),
         CheckItem("Compute", f"yes: {device}, {duration(facts.get_path(summary, 'timing', 'total'))} in total, time per stage", "repro"),
         CheckItem("Limitations", "yes: generated from the summary", "limitations"),

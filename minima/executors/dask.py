@@ -39,7 +39,7 @@ from typing import Any, Callable
 from minima import paths
 from minima.io import MinimaError
 from minima.pipeline import Context, run_is_current, study_is_current
-from minima.plan import Plan, Task
+from minima.plan import Plan, Task, critical_paths
 
 ROOT_WAIT_S = 10.0  # how long a worker waits for the token file (NFS attribute caches lag)
 WORKER_WAIT_S = 60.0  # for a first worker to connect to an existing scheduler
@@ -228,19 +228,8 @@ def _code_dir() -> str:
 
 
 def _priorities(plan: Plan) -> dict[str, float]:
-    """A task's cost plus the costliest chain of tasks waiting on it: Dask starts the highest first."""
-    waiting: dict[str, list[Task]] = {}
-    for task in plan.tasks:
-        for key in task.after:
-            waiting.setdefault(key, []).append(task)
-    memo: dict[str, float] = {}
-
-    def path(task: Task) -> float:
-        if task.key not in memo:
-            memo[task.key] = task.cost + max((path(t) for t in waiting.get(task.key, [])), default=0.0)
-        return memo[task.key]
-
-    return {task.key: round(path(task), 6) for task in plan.tasks}
+    """A task's critical path: Dask starts the highest first."""
+    return {key: round(path, 6) for key, path in critical_paths(plan.tasks).items()}
 
 
 def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, str]) -> None:
