@@ -223,13 +223,14 @@ def acquire(dataset: str, user_dir: Path | None, cache: Path) -> RawData:
 # ---- cache ---------------------------------------------------------------------------------
 
 
-def _check_arrays(dataset: str, arrays: dict[str, np.ndarray], origin: str) -> dict[str, str]:
-    """SHA-256 of the arrays after checking labels and the known checksums of the data set."""
+def _check_arrays(dataset: str, arrays: dict[str, np.ndarray], origin: str, sums: dict[str, str] | None = None) -> dict[str, str]:
+    """SHA-256 of the arrays after checking labels and the known checksums of the data set
+    (`sums`: the arrays' SHA-256 where the caller has them; hashing 55 MB twice is not free)."""
     for key in ("train_labels", "test_labels"):
         labels = arrays[key]
         if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
             raise MinimaError(f"{origin}: {dataset} {key} must lie in 0..{N_CLASSES - 1}, found {int(labels.min())}..{int(labels.max())}")
-    sums = {key: array_sha256(arrays[key]) for key in ARRAYS}
+    sums = sums or {key: array_sha256(arrays[key]) for key in ARRAYS}
     expected = KNOWN_SHA256[dataset]
     for key in ARRAYS:
         if sums[key] != expected[key]:
@@ -237,8 +238,8 @@ def _check_arrays(dataset: str, arrays: dict[str, np.ndarray], origin: str) -> d
     return sums
 
 
-def _write_cache(dataset: str, directory: Path, raw: RawData) -> dict:
-    sums = _check_arrays(dataset, raw.arrays, raw.source)
+def _write_cache(dataset: str, directory: Path, raw: RawData, sums: dict[str, str] | None = None) -> dict:
+    sums = _check_arrays(dataset, raw.arrays, raw.source, sums)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **raw.arrays)
     write_bytes(directory / "arrays.npz", buffer.getvalue())
@@ -262,7 +263,7 @@ def provision(dataset: str, data_root: Path, user_dir: Path | None = None) -> di
         cached = _verified_cache(dataset, directory)
         if cached is not None and cached["sha256"] == sums and cached["source"] == raw.source:
             return cached
-        return _write_cache(dataset, directory, raw)
+        return _write_cache(dataset, directory, raw, sums)
     cached = _verified_cache(dataset, directory)
     if cached is not None:
         return cached
@@ -298,7 +299,7 @@ def load_arrays(dataset: str, data_root: Path) -> tuple[dict[str, np.ndarray], d
     sums = {key: array_sha256(arrays[key]) for key in ARRAYS}
     if sums != manifest.get("sha256"):
         raise CorruptFile(arrays_path, "SHA-256 differs from its manifest")
-    _check_arrays(dataset, arrays, str(arrays_path))
+    _check_arrays(dataset, arrays, str(arrays_path), sums)
     return arrays, manifest
 
 

@@ -25,7 +25,8 @@ from typing import Any, Iterable
 
 from minima.config import RunConfig
 from minima.io import write_json, write_text
-from minima.pipeline import Context, analyses_of, is_trained, run_is_current, study_is_current, study_kinds, study_runs
+from minima.pipeline import (Context, analyses_of, analysis_is_current, is_trained, study_is_current, study_kinds,
+                             study_runs)
 
 # Cost of one step in gradient evaluations, measured on CPU (LeNet-5, batch 128): SAM takes two
 # gradients, AdaHessian a gradient plus a Hessian-vector product.
@@ -113,8 +114,10 @@ def build_plan(ctx: Context, task_runs: int = TASK_RUNS) -> Plan:
             key_of[run.run_hash] = key
             if not is_trained(ctx, run):
                 cost += _training_cost(run) * (1 + ANALYSIS_COST)
-            elif not run_is_current(ctx, run):
-                cost += _training_cost(run) * ANALYSIS_COST * len(analyses_of(ctx, run)) / 3
+                continue
+            kinds = analyses_of(ctx, run)
+            if not all(analysis_is_current(ctx, run, kind) for kind in kinds):
+                cost += _training_cost(run) * ANALYSIS_COST * len(kinds) / 3
         command = ("run", "--profile", ref, *[arg for run in runs for arg in ("--run", run.run_hash)])
         tasks.append(Task(key, command, tuple(r.run_hash for r in runs), (), resources, cost / unit, cost > 0))
     for kind in study_kinds(ctx):

@@ -160,10 +160,9 @@ class _Sweep:
             self.bar.update(1)
 
     def write(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)  # above the bar where there is one; a plain line otherwise
 
 
 def run_on(ctx: Context, plan: Plan, client, *, where: str, offers_gpu: bool | None = None,
@@ -275,7 +274,11 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
                     sweep.say(f"{key} skipped: it needs {blocked[0]}, which {why}")
                     changed = True
 
-    with _progress_bar(len(tasks)) as sweep.bar:
+    from tqdm import tqdm
+
+    # a bar on a terminal only (ctx.progress: --no-progress, PROGRESS=0, TQDM_DISABLE)
+    with tqdm(total=len(tasks), unit="task", desc="sweep", file=sys.stderr, dynamic_ncols=True,
+              disable=not ctx.progress) as sweep.bar:
         try:
             submit_ready()
             for future in completed:
@@ -363,26 +366,6 @@ def _failure_message(sweep: _Sweep, tasks: dict[str, Task], elapsed: float) -> s
     if sweep.skipped:
         text += f"; skipped, waiting on them: {', '.join(sweep.skipped)}"
     return text + "; their errors are above and in build/logs/; `make all` again redoes only what is missing"
-
-
-class _progress_bar:
-    """A tqdm bar over the sweep on a terminal (MINIMA_PROGRESS != 0), else nothing."""
-
-    def __init__(self, total: int):
-        self.total, self.bar = total, None
-
-    def __enter__(self):
-        from minima.runtime import show_progress
-
-        if show_progress():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, unit="task", desc="sweep", file=sys.stderr, dynamic_ncols=True)
-        return self.bar
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # ---- worker side -----------------------------------------------------------------------------
