@@ -184,8 +184,7 @@ def correlations(runs: list[dict], axes: list[str], kinds: dict[str, str]) -> li
         for measure, kind in kinds.items():
             x = [r["values"].get(measure) for r in fitted]
             result = stats.correlate(x, y, clusters=clusters, blocks=blocks, seed=STATS_SEED, n_boot=RESAMPLES, n_perm=RESAMPLES)
-            granulated = stats.granulated_tau(x, y, groups)
-            _, psi_interval = stats.psi_ci(x, y, groups, n_boot=RESAMPLES, seed=STATS_SEED)
+            granulated, psi_interval = stats.psi_ci(x, y, groups, n_boot=RESAMPLES, seed=STATS_SEED)
             block.append({
                 "measure": measure, "target": target, "kind": kind,
                 "kendall_tau": result.kendall_tau, "spearman": result.spearman,

@@ -224,23 +224,16 @@ def wilson(summary: dict) -> list[dict]:
 
 def _family_difference(a: list[dict], b: list[dict], q: str) -> tuple[float, tuple | None]:
     """mean(a) - mean(b), with a bootstrap that resamples configurations within each family."""
-    def by_config(runs: list[dict]) -> list[list[float]]:
-        table: dict[str, list[float]] = {}
-        for r in runs:
-            if is_finite(r["values"].get(q)):
-                table.setdefault(r["configuration"], []).append(r["values"][q])
-        return list(table.values())
+    runs = [(r, family) for family, members in (("a", a), ("b", b)) for r in members if is_finite(r["values"].get(q))]
+    values = np.array([r["values"][q] for r, _ in runs])
+    in_a = np.array([family == "a" for _, family in runs])
 
-    ca, cb = by_config(a), by_config(b)
-    estimate = float(np.mean([v for c in ca for v in c]) - np.mean([v for c in cb for v in c]))
-    rng = np.random.default_rng(SEED)
-    draws = []
-    for _ in range(RESAMPLES):
-        pa = [v for i in rng.integers(0, len(ca), len(ca)) for v in ca[i]]
-        pb = [v for i in rng.integers(0, len(cb), len(cb)) for v in cb[i]]
-        draws.append(np.mean(pa) - np.mean(pb))
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return estimate, (float(lo), float(hi))
+    def difference(i: np.ndarray) -> float:
+        return float(values[i][in_a[i]].mean() - values[i][~in_a[i]].mean())
+
+    ci = stats.cluster_bootstrap(difference, [r["configuration"] for r, _ in runs], strata=in_a.tolist(),
+                                 n_boot=RESAMPLES, seed=SEED)
+    return difference(np.arange(len(runs))), (ci if all(map(is_finite, ci)) else None)
 
 
 def yao(summary: dict) -> list[dict]:
@@ -296,26 +289,23 @@ def jiang(summary: dict) -> list[dict]:
 
 
 def andriushchenko(summary: dict) -> list[dict]:
+    """Reads Psi and its interval from the summary's correlation rows (the same numbers the
+    correlation table shows) rather than resampling again."""
     source, claim, test, statistic = TEXTS["andriushchenko"]
     rule = "no_ranking"
     faithful = [m for m, k in summary["measure_kinds"].items() if k == "sharpness" and m.startswith("adaptive_") and "_m" in m]
-    runs, groups = _groups(summary)
+    n = len(facts.converged(summary["runs"]))
     if not faithful or not summary["design"]["axes"]:
-        return [_claim(claim, source, test, statistic, None, None, "not_testable", rule, len(runs),
+        return [_claim(claim, source, test, statistic, None, None, "not_testable", rule, n,
                        "no adaptive m-sharpness measured" if not faithful else "the grid varies no axis", unit="psi", side="below")]
-    y = [r["values"]["generalization_gap"] for r in runs]
-    scored = []
-    for m in faithful:
-        psi, ci = stats.psi_ci([r["values"].get(m) for r in runs], y, groups, n_boot=RESAMPLES, seed=SEED)
-        if is_finite(psi):
-            scored.append((psi, m, ci))
-    if not scored:
-        return [_claim(claim, source, test, statistic, None, None, "not_testable", rule, len(runs), "no group has two converged runs",
+    rows = [row for row in map(lambda m: _correlation(summary, m), faithful) if row and is_finite(row["psi_mean"])]
+    if not rows:
+        return [_claim(claim, source, test, statistic, None, None, "not_testable", rule, n, "no group has two converged runs",
                        unit="psi", side="below")]
-    psi, measure, ci = max(scored)
-    ci = ci if ci is not None and all(map(is_finite, ci)) else None
-    return [_claim(claim, source, test, statistic, psi, ci, no_ranking(ci, NO_RANKING_MARGIN), rule, len(runs), f"variant: {measure}",
-                   unit="psi", side="below")]
+    best = max(rows, key=lambda row: (row["psi_mean"], row["measure"]))
+    ci = best["psi_ci95"]
+    return [_claim(claim, source, test, statistic, best["psi_mean"], ci, no_ranking(ci, NO_RANKING_MARGIN), rule, n,
+                   f"variant: {best['measure']}", unit="psi", side="below")]
 
 
 def dinh(summary: dict) -> list[dict]:
@@ -358,14 +348,9 @@ def _ranking_claim(summary: dict) -> dict:
         return stats.kendall_tau(raw, balanced)
 
     value = tau(runs)
-    by_config: dict[str, list[dict]] = {}
-    for r in runs:
-        by_config.setdefault(r["configuration"], []).append(r)
-    configs = list(by_config.values())
-    rng = np.random.default_rng(SEED)
-    draws = [tau([r for i in rng.integers(0, len(configs), len(configs)) for r in configs[i]]) for _ in range(RESAMPLES)]
-    draws = np.array([d for d in draws if math.isfinite(d)])
-    ci = (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))) if draws.size else None
+    lo, hi = stats.cluster_bootstrap(lambda i: tau([runs[j] for j in i]), [r["configuration"] for r in runs],
+                                     n_boot=RESAMPLES, seed=SEED)
+    ci = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
     same = 1.0 - 1e-9  # tau of identical rankings, up to rounding
     if ci is None:
         verdict = "inconclusive"

@@ -31,9 +31,9 @@ from minima.data import DISPLAY_NAMES, SPLIT_SIZES
 from minima.io import MinimaError
 from minima.landscape import LandscapeSettings
 from minima.models import VARIANTS
-from minima.optimizers import OPTIMIZERS, OptimizerConfig
+from minima.optimizers import OptimizerConfig
 from minima.reparam import DinhSettings
-from minima.settings import NonNegativeInt, SettingsError, from_table, settings, to_table
+from minima.settings import OPTIMIZERS, NonNegativeInt, Optimizer, SettingsError, from_table, settings, to_table
 from minima.sharpness import SharpnessSettings
 from minima.train import TrainSettings
 
@@ -43,7 +43,6 @@ SUBSET_RULE = "class-stratified (proportional, largest remainder), numpy default
 AXES = ("optimizer", "lr", "batch_size", "weight_decay", "label_noise")
 _OPTIMIZER_GRID_KEYS = ("lr", "weight_decay", "batch_size")
 _TRAIN_GRID_KEYS = ("batch_size", "label_noise")
-Optimizer = Literal["sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam"]
 
 
 @settings

@@ -50,12 +50,10 @@ from typing import Annotated, Any, Callable, Literal, Sequence
 import torch
 from pydantic import Field
 
-from minima.settings import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, settings
+from minima.settings import Fraction, NonNegativeFloat, Optimizer, PositiveFloat, PositiveInt, settings
 
 Params = dict[str, torch.Tensor]  # name -> stacked tensor [K, *shape]
 Objective = Callable[[Params], tuple[torch.Tensor, Any]]  # params -> (losses [K], aux)
-
-OPTIMIZERS = ("sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam")
 
 # Defaults that depend on the optimizer (None in the dataclass means "this optimizer's default").
 _DEFAULT_LR = {"sgd": 0.1, "sgd_momentum": 0.01, "adagrad": 0.01, "adam": 0.001, "adahessian": 0.15}
@@ -82,7 +80,7 @@ class OptimizerConfig:
     (the paper); momentum 0.9 (plain `sgd` has none). After construction they are floats.
     """
 
-    name: Literal["sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam"] = "sgd"
+    name: Optimizer = "sgd"
     lr: PositiveFloat | None = None
     momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
     nesterov: bool = False

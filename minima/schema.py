@@ -13,12 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from minima.io import CorruptFile, MinimaError, read_json
-from minima.settings import describe
+from minima.settings import Optimizer, describe
 
 SCHEMA_VERSION = 2
 Number = float | None
 FractionValue = Annotated[float, Field(ge=0, le=1)] | None
-Optimizer = Literal["sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam"]
 Verdict = Literal["reproduced", "not_reproduced", "inconclusive", "not_testable"]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -28,6 +28,11 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+# The optimizers the study can train, named once: profiles, optimizer configs and the summary
+# schema all validate against this.
+Optimizer = Literal["sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class SettingsError(ValueError):

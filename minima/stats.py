@@ -68,7 +68,12 @@ class Granulated:
     psi: dict[str, float | None]  # axis -> mean within-group tau
     psi_mean: float | None  # Psi: mean of the defined psi
     n_groups: dict[str, int]  # axis -> groups with a defined tau
-    taus: dict[str, list[float]]  # axis -> those groups' taus, for resampling
+    group_taus: dict[str, dict[Hashable, float]]  # axis -> group -> tau (NaN: undefined), for resampling
+
+    @property
+    def taus(self) -> dict[str, list[float]]:
+        """axis -> the defined within-group taus, in group order."""
+        return {axis: [t for t in per.values() if math.isfinite(t)] for axis, per in self.group_taus.items()}
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,38 @@ def _weighted_tau(x: np.ndarray, y: np.ndarray, codes: np.ndarray, k: int, m: np
         return np.where(dx * dy > 0, num / np.sqrt(dx * dy), np.nan)
 
 
+def cluster_bootstrap(
+    statistic: Callable[[np.ndarray], float], clusters: Labels, *, strata: Labels | None = None,
+    n_boot: int = 2000, seed: int, level: float = 0.95,
+) -> Interval:
+    """Percentile interval of a statistic of runs, resampling whole clusters with replacement.
+
+    statistic(indices) sees one materialized resample: the indices of its runs, run i repeated
+    as often as its cluster was drawn. Without strata a resample draws K of the K clusters;
+    with strata (a label per run, constant within a cluster) it draws, within each stratum,
+    that stratum's clusters, so every resample keeps each stratum's number of clusters (two
+    families compared, each resampled within itself). NaN resamples are skipped; (nan, nan)
+    with fewer than 2 clusters.
+    """
+    _check(level, n_boot)
+    codes, k = _codes(clusters)
+    if k < 2:
+        return math.nan, math.nan
+    if strata is None:
+        m = _multiplicities(k, n_boot, seed)
+    else:
+        stratum_of: dict[int, Hashable] = {}
+        for c, s in zip(codes.tolist(), strata):
+            if stratum_of.setdefault(c, s) != s:
+                raise ValueError(f"strata: a cluster lies in two strata ({stratum_of[c]!r} and {s!r})")
+        rng, m = np.random.default_rng(seed), np.zeros((n_boot, k), dtype=np.int64)
+        for s in dict.fromkeys(stratum_of.values()):
+            members = [c for c, t in stratum_of.items() if t == s]
+            m[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)), size=n_boot)
+    boot = np.array([statistic(i) for i in _materialized(codes, m)], dtype=np.float64)
+    return _percentile(boot, level)
+
+
 def cluster_bootstrap_ci(
     x: Values, y: Values, clusters: Labels, *, statistic: Statistic = kendall_tau,
     n_boot: int = 2000, seed: int, level: float = 0.95,
@@ -242,11 +279,9 @@ def cluster_bootstrap_ci(
     codes, k = _codes(labels)
     if k < 2:
         return math.nan, math.nan
-    m = _multiplicities(k, n_boot, seed)
     if statistic is kendall_tau:
-        return _percentile(_weighted_tau(xs, ys, codes, k, m), level)
-    boot = [statistic(xs[i], ys[i]) for i in _materialized(codes, m)]
-    return _percentile(np.array(boot, dtype=np.float64), level)
+        return _percentile(_weighted_tau(xs, ys, codes, k, _multiplicities(k, n_boot, seed)), level)
+    return cluster_bootstrap(lambda i: statistic(xs[i], ys[i]), labels, n_boot=n_boot, seed=seed, level=level)
 
 
 def _block_permutations(blocks: np.ndarray, clusters: np.ndarray, n_perm: int, rng) -> np.ndarray:
@@ -340,24 +375,24 @@ def granulated_tau(x: Values, y: Values, groups: Groups) -> Granulated:
     """
     if any(len(ids) != len(x) for ids in groups.values()) or len(y) != len(x):
         raise ValueError("groups, x and y: lengths differ")
-    taus = {axis: [t for t in _group_taus(x, y, ids).values() if math.isfinite(t)]
-            for axis, ids in groups.items()}
+    per_group = {axis: _group_taus(x, y, ids) for axis, ids in groups.items()}
+    taus = {axis: [t for t in per.values() if math.isfinite(t)] for axis, per in per_group.items()}
     psi = {axis: _mean_or_none(t) for axis, t in taus.items()}
     return Granulated(psi=psi, psi_mean=_mean_or_none(p for p in psi.values() if p is not None),
-                      n_groups={axis: len(t) for axis, t in taus.items()}, taus=taus)
+                      n_groups={axis: len(t) for axis, t in taus.items()}, group_taus=per_group)
 
 
-def _psi_interval(xs: Sequence[Values], y: Values, groups: Groups, n_boot, seed, level):
-    """Psi of xs[0] (or Psi(xs[0]) - Psi(xs[1])) and its percentile interval. Each resample draws,
-    per axis, that axis's groups with replacement, the same draw for every measure."""
+def _psi_interval(measures: Sequence[Granulated], n_boot: int, seed: int, level: float) -> Interval:
+    """Percentile interval of Psi of measures[0] (or of Psi(measures[0]) - Psi(measures[1])).
+    Each resample draws, per axis, that axis's groups with replacement, the same draw for every
+    measure; a group enters when its tau is defined for any measure."""
     _check(level, n_boot)
-    estimates = [granulated_tau(x, y, groups).psi_mean for x in xs]
-    if any(e is None for e in estimates):
-        return math.nan, (math.nan, math.nan)
+    if any(g.psi_mean is None for g in measures):
+        return math.nan, math.nan
     rng, axes = np.random.default_rng(seed), []
-    for ids in groups.values():
-        per = [_group_taus(x, y, ids) for x in xs]  # keep groups defined for any measure
-        table = np.array([[p[g] for g in per[0] if any(math.isfinite(q[g]) for q in per)]
+    for axis, first in measures[0].group_taus.items():
+        per = [g.group_taus[axis] for g in measures]
+        table = np.array([[p[g] for g in first if any(math.isfinite(q[g]) for q in per)]
                           for p in per])  # measures x groups, NaN where undefined
         if table.size:
             draw = rng.integers(0, table.shape[1], size=(n_boot, table.shape[1]))
@@ -365,17 +400,17 @@ def _psi_interval(xs: Sequence[Values], y: Values, groups: Groups, n_boot, seed,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN -> NaN: skipped, as intended
         boot = np.nanmean(np.stack([np.nanmean(a, axis=2) for a in axes], axis=2), axis=2)
-    if len(xs) == 1:
-        return estimates[0], _percentile(boot[0], level)
-    return estimates[0] - estimates[1], _percentile(boot[0] - boot[1], level)
+    return _percentile(boot[0] if len(measures) == 1 else boot[0] - boot[1], level)
 
 
 def psi_ci(
     x: Values, y: Values, groups: Groups, *, n_boot: int = 2000, seed: int, level: float = 0.95
-) -> tuple[float, Interval]:
-    """(Psi, percentile interval) from resampling, within each axis, that axis's groups with
-    replacement and recomputing Psi (psi per axis, then their mean); nan where undefined."""
-    return _psi_interval([x], y, groups, n_boot, seed, level)
+) -> tuple[Granulated, Interval]:
+    """(granulated coefficient, percentile interval of Psi) from resampling, within each axis,
+    that axis's groups with replacement and recomputing Psi (psi per axis, then their mean); the
+    interval is (nan, nan) where Psi is undefined."""
+    granulated = granulated_tau(x, y, groups)
+    return granulated, _psi_interval([granulated], n_boot, seed, level)
 
 
 def psi_difference_ci(
@@ -384,7 +419,10 @@ def psi_difference_ci(
 ) -> tuple[float, Interval]:
     """(Psi(a) - Psi(b), percentile interval), paired: each resample draws one set of groups per
     axis and recomputes both measures' Psi on it; nan where undefined."""
-    return _psi_interval([x_a, x_b], y, groups, n_boot, seed, level)
+    a, b = granulated_tau(x_a, y, groups), granulated_tau(x_b, y, groups)
+    if a.psi_mean is None or b.psi_mean is None:
+        return math.nan, (math.nan, math.nan)
+    return a.psi_mean - b.psi_mean, _psi_interval([a, b], n_boot, seed, level)
 
 
 def seed_agreement(values: Values, configs: Labels, seeds: Labels) -> SeedAgreement:
@@ -461,10 +499,8 @@ def paired_difference_ci(
     codes, k = _codes(labels)
     if k < 2:
         return estimate, (math.nan, math.nan)
+    if statistic is not np.mean:
+        return estimate, cluster_bootstrap(lambda i: statistic(d[i]), labels, n_boot=n_boot, seed=seed, level=level)
     m = _multiplicities(k, n_boot, seed)
-    if statistic is np.mean:
-        sums, sizes = np.bincount(codes, weights=d, minlength=k), np.bincount(codes, minlength=k)
-        boot = (m * sums).sum(axis=1) / (m * sizes).sum(axis=1)
-    else:
-        boot = np.array([statistic(d[i]) for i in _materialized(codes, m)], dtype=np.float64)
-    return estimate, _percentile(boot, level)
+    sums, sizes = np.bincount(codes, weights=d, minlength=k), np.bincount(codes, minlength=k)
+    return estimate, _percentile((m * sums).sum(axis=1) / (m * sizes).sum(axis=1), level)

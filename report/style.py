@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from minima.settings import OPTIMIZERS
+
 OKABE_ITO = {
     "blue": "#0072B2",
     "sky": "#56B4E9",
@@ -23,8 +25,9 @@ OKABE_ITO = {
     "yellow": "#F0E442",
 }
 
-# Study order: the plain method first, then its variants, adaptive methods, the flat-seeker.
-OPTIMIZER_ORDER = ("sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam")
+# Study order (as declared in minima.settings): the plain method first, then its variants,
+# adaptive methods, the flat-seeker.
+OPTIMIZER_ORDER = OPTIMIZERS
 OPTIMIZER_LABELS = {
     "sgd": "SGD",
     "sgd_momentum": "SGD + momentum",

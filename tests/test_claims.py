@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from minima import claims
+from minima import analysis, claims
+from minima.settings import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "sgd_momentum", "adagrad", "adam", "adahessian", "sam")
 LRS = {"sgd": (0.05, 0.2), "sgd_momentum": (0.005, 0.02), "adagrad": (0.02, 0.05), "adam": (0.001, 0.003),
        "adahessian": (0.05, 0.15), "sam": (0.005, 0.02)}
 
@@ -30,9 +30,11 @@ def make_runs(value, optimizers=OPTIMIZERS, batches=(32, 128), seeds=(0, 1, 2)):
 
 
 def summary_of(runs, **extra):
+    """The summary fields the claims read; correlation rows come from the analysis itself."""
     axes = ["optimizer", "lr", "batch_size"] if len({r["optimizer"] for r in runs}) > 1 else ["lr", "batch_size"]
+    kinds = {"adaptive_linf_m128_rho0.002": "sharpness"}
     return {"runs": runs, "design": {"axes": axes}, "optimizers": {"sam": {"sam_base": "sgd_momentum"}},
-            "measure_kinds": {"adaptive_linf_m128_rho0.002": "sharpness"}, "correlations": [],
+            "measure_kinds": kinds, "correlations": analysis.correlations(runs, axes, kinds),
             "dinh": [], "dinh_info": {"applicable": False, "note": "tanh"}, **extra}
 
 
@@ -41,6 +43,7 @@ def base_values(opt, li, b, seed, rng, **override):
               "test_accuracy": 0.95 + 0.002 * rng.standard_normal(), "pacbayes_mag_flatness": rng.standard_normal(),
               "adaptive_linf_m128_rho0.002": rng.standard_normal(), "balanced_top_eigenvalue": 5.0}
     values.update(override)
+    values["test_error"] = 1.0 - values["test_accuracy"]
     return values
 
 

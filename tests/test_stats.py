@@ -139,12 +139,13 @@ def test_psi_ci_closed_form():
     # One axis, two groups with taus +1 and -1: a resample's mean is +1, 0, -1 with
     # probabilities 1/4, 1/2, 1/4, so the 2.5% and 97.5% quantiles are -1 and +1.
     x, y = [1, 2, 1, 2], [1, 2, 2, 1]
-    est, (lo, hi) = stats.psi_ci(x, y, {"lr": ["a", "a", "b", "b"]}, n_boot=2000, seed=1)
-    assert est == 0.0 and (lo, hi) == (-1.0, 1.0)
+    g, (lo, hi) = stats.psi_ci(x, y, {"lr": ["a", "a", "b", "b"]}, n_boot=2000, seed=1)
+    assert g.psi_mean == 0.0 and g.taus == {"lr": [1.0, -1.0]} and (lo, hi) == (-1.0, 1.0)
     # Every group tau 1 -> Psi = 1 in every resample.
-    assert stats.psi_ci(x, x, {"lr": ["a", "a", "b", "b"]}, seed=0) == (1.0, (1.0, 1.0))
-    est, (lo, hi) = stats.psi_ci(x, y, {"lr": [None] * 4}, seed=0)  # no group: undefined
-    assert math.isnan(est) and math.isnan(lo) and math.isnan(hi)
+    g, interval = stats.psi_ci(x, x, {"lr": ["a", "a", "b", "b"]}, seed=0)
+    assert g.psi_mean == 1.0 and interval == (1.0, 1.0)
+    g, (lo, hi) = stats.psi_ci(x, y, {"lr": [None] * 4}, seed=0)  # no group: undefined
+    assert g.psi_mean is None and math.isnan(lo) and math.isnan(hi)
 
 
 def test_seed_agreement_hand_computed():
@@ -236,6 +237,26 @@ def test_cluster_bootstrap_generic_statistic_and_edge_cases():
     assert with_missing == (1.0, 1.0)
     with pytest.raises(ValueError, match="level"):
         stats.cluster_bootstrap_ci([1, 2, 3], [1, 2, 3], [0, 1, 2], seed=0, level=1.5)
+
+
+def test_cluster_bootstrap_of_run_indices_matches_the_closed_form_mean_and_keeps_strata():
+    rng = np.random.default_rng(4)
+    d = rng.normal(size=30)
+    cl = np.repeat(np.arange(10), 3).tolist()
+    # Materialized resamples and the closed form (cluster sums over cluster sizes) draw the same
+    # multiplicities from one seed, so the mean's intervals agree to rounding.
+    _, closed = stats.paired_difference_ci(d.tolist(), cl, n_boot=500, seed=7)
+    assert stats.cluster_bootstrap(lambda i: d[i].mean(), cl, n_boot=500, seed=7) == pytest.approx(closed)
+    # Strata: clusters 0-3 form family a (12 runs), 4-9 family b. Resampling within families
+    # keeps 12 runs of a in every resample; resampling across them does not.
+    family = ["a" if c < 4 else "b" for c in cl]
+    count_a = lambda i: float(sum(family[j] == "a" for j in i))  # noqa: E731
+    assert stats.cluster_bootstrap(count_a, cl, strata=family, n_boot=300, seed=0) == (12.0, 12.0)
+    lo, hi = stats.cluster_bootstrap(count_a, cl, n_boot=300, seed=0)
+    assert lo < 12.0 < hi
+    with pytest.raises(ValueError, match="strata: a cluster lies in two strata"):
+        stats.cluster_bootstrap(count_a, cl, strata=["a"] * 29 + ["b"], seed=0)
+    assert all(map(math.isnan, stats.cluster_bootstrap(count_a, [0] * 30, seed=0)))
 
 
 def test_block_permutations_stay_in_blocks_and_move_clusters_together():

@@ -9,7 +9,8 @@ from minima import io
 from minima import train as T
 from minima.models import build_model
 from minima.objective import evaluate, frozen_copy, params_of
-from minima.optimizers import OPTIMIZERS, OptimizerConfig
+from minima.optimizers import OptimizerConfig
+from minima.settings import OPTIMIZERS
 from minima.tensors import load_torch
 from minima.train import TrainJob, TrainSettings
 
