@@ -152,22 +152,6 @@ def _values(record: dict, sharpness_names: tuple[str, ...]) -> dict[str, float |
 # ---- correlations --------------------------------------------------------------------------
 
 
-def measure_labels(kinds: dict[str, str]) -> dict[str, str]:
-    """Short plain-text names for tables and axes."""
-    fixed = {"top_eigenvalue": "λ_max", "trace": "tr H", "balanced_top_eigenvalue": "λ_max, balanced layers",
-             "epsilon_sharpness": "ε-sharpness", "adaptive_worst": "adaptive worst-case", "adaptive_average": "adaptive average",
-             "pacbayes_flatness": "PAC-Bayes 1/σ²", "pacbayes_mag_flatness": "mag. PAC-Bayes 1/σ'²",
-             "weight_norm": "‖w‖", "distance_from_init": "‖w − w₀‖", "log_lr_over_batch": "log(η/B)", "epochs_to_fit": "epochs to fit"}
-    out = {}
-    for name in kinds:
-        if name in fixed:
-            out[name] = fixed[name]
-        else:  # adaptive_{linf,l2}_m{m}_rho{rho}
-            _, norm, m, rho = name.split("_", 3)
-            out[name] = f"adaptive {'ℓ∞' if norm == 'linf' else 'ℓ2'}, m = {m[1:]}, ρ = {rho[3:]}"
-    return out
-
-
 def measure_kinds(sharpness_names: tuple[str, ...]) -> dict[str, str]:
     return {**{m: "hessian" for m in HESSIAN}, **{m: "sharpness" for m in sharpness_names}, **{m: "baseline" for m in BASELINES}}
 
@@ -255,6 +239,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     quantities = ["test_accuracy", "train_loss", "generalization_gap", "min_eigenvalue", "gradient_norm", *kinds]
     aggregate_rows = facts.aggregates(runs, list(profile.study.optimizers), quantities)
     correlation_rows = correlations(runs, list(profile.axes), kinds)
+    extreme_rows = facts.extremes(aggregate_rows, sharp_quantities)
     dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names])
     facts_design = facts.design(profile, runs)
     commit, dirty = git_state(paths.REPO_DIR)
@@ -293,7 +278,6 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "optimizers": facts.optimizer_grid(profile),
         "measures": {**{m: HESSIAN_WORDS[m] for m in HESSIAN}, **sharpness_descriptions(profile.sharpness), **BASELINE_WORDS},
         "measure_kinds": kinds,
-        "measure_labels": measure_labels(kinds),
         "targets": list(TARGETS),
         "design": facts_design,
         "runs": runs,
@@ -301,7 +285,8 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "configurations": facts.configurations(runs, quantities),
         "correlations": correlation_rows,
         "noise_floor": noise_floor(runs, ["generalization_gap", *kinds]),
-        "extremes": facts.extremes(aggregate_rows, sharp_quantities),
+        "extremes": extreme_rows,
+        "extremes_tally": facts.extremes_tally(extreme_rows),
         "best": facts.best_accuracy(aggregate_rows),
         "dinh": study["dinh"].get("rows", []),
         "dinh_info": dinh,

@@ -6,6 +6,7 @@ every departure from it, and the limitations. Judgments are made here, never in 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from minima import stats
@@ -105,6 +106,19 @@ def extremes(aggregate_rows: list[dict], quantities: list[str]) -> list[dict]:
         out.append({"quantity": q, "sharpest": sharp, "sharpest_mean": hi, "flattest": flat, "flattest_mean": lo,
                     "ratio": hi / lo if lo > 0 else None, "n_optimizers": len(means)})
     return out
+
+
+def extremes_tally(extreme_rows: list[dict]) -> dict | None:
+    """The optimizer that is sharpest (flattest) by the most measures, and by how many (ties:
+    the first measure's order)."""
+    if not extreme_rows:
+        return None
+
+    def most(side: str) -> dict:
+        optimizer, count = Counter(row[side] for row in extreme_rows).most_common(1)[0]
+        return {"optimizer": optimizer, "measures": count}
+
+    return {"sharpest": most("sharpest"), "flattest": most("flattest"), "n_measures": len(extreme_rows)}
 
 
 def best_accuracy(aggregate_rows: list[dict]) -> dict | None:

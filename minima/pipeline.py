@@ -103,8 +103,9 @@ def stage_data(ctx: Context) -> dict:
     return data_stage.provision(ctx.profile.study.dataset, ctx.layout.data, ctx.data_dir or data_stage.default_data_dir())
 
 
-def write_run_configs(ctx: Context) -> None:
-    for run in ctx.profile.runs:
+def write_run_configs(ctx: Context, runs: list[RunConfig] | None = None) -> None:
+    """Each run's config.json (all of the profile's runs by default), rewritten only when it changed."""
+    for run in ctx.profile.runs if runs is None else runs:
         path = ctx.run_dir(run) / paths.CONFIG_JSON
         record = {"run": run.run_hash, "profile": ctx.profile.name, "configuration": run.configuration,
                   "hyperparameters": ctx.profile.hyperparameters(run), "levels": dict(run.levels), **run.to_json()}
@@ -280,7 +281,7 @@ def stage_train(ctx: Context, runs: list[RunConfig]) -> None:
     todo = [run for run in runs if not is_trained(ctx, run)]
     if not todo:
         return
-    write_run_configs(ctx)
+    write_run_configs(ctx, todo)
     test = ctx.test_set().split
     groups: dict[tuple, list[RunConfig]] = {}
     for run in todo:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from minima.io import CorruptFile, MinimaError, read_json
 from minima.settings import Optimizer, describe
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Number = float | None
 FractionValue = Annotated[float, Field(ge=0, le=1)] | None
 Verdict = Literal["reproduced", "not_reproduced", "inconclusive", "not_testable"]
@@ -134,6 +134,17 @@ class Extreme(_Open):
     ratio: Number
 
 
+class Tally(_Open):
+    optimizer: Optimizer
+    measures: int
+
+
+class ExtremesTally(_Open):
+    sharpest: Tally
+    flattest: Tally
+    n_measures: int
+
+
 class Configuration(_Open):
     configuration: str
     optimizer: Optimizer
@@ -172,7 +183,7 @@ class Design(_Open):
 
 
 class Summary(_Open):
-    schema_: Literal[2] = Field(alias="schema")
+    schema_: Literal[3] = Field(alias="schema")
     profile: str
     git_commit: str
     created_by: str
@@ -183,12 +194,12 @@ class Summary(_Open):
     optimizers: dict[str, dict[str, Any]]
     measures: dict[str, str]
     measure_kinds: dict[str, Literal["hessian", "sharpness", "baseline"]]
-    measure_labels: dict[str, str]
     targets: list[str]
     design: Design
     statistics: Statistics
     noise_floor: dict[str, Agreement]
     extremes: list[Extreme]
+    extremes_tally: ExtremesTally | None
     best: dict[str, Any] | None
     configurations: list[Configuration]
     interpolation: dict[str, Any] | None

@@ -286,7 +286,9 @@ def _train_group(
                 run.params, run.state, run.epoch = _slice(new_params, k), optimizers.select_state(new_state, [k]), epoch
             done.append((run, _finish(run, model, data, settings, extra, diverged_epoch=diverged_epoch)))
         keep = [k for k in range(len(active)) if k not in finished]
-        params, state = optimizers.select(new_params, keep), optimizers.select_state(new_state, keep)
+        params, state = new_params, new_state
+        if finished:  # drop the finished models from the stack (a copy, so only when one finished)
+            params, state = optimizers.select(params, keep), optimizers.select_state(state, keep)
         active = [active[k] for k in keep]
         for k, run in enumerate(active):
             run.params, run.state, run.epoch = _slice(params, k), optimizers.select_state(state, [k]), epoch

@@ -10,7 +10,6 @@ said as such. The templates escape each sentence once for LaTeX or Markdown.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -268,16 +267,15 @@ def abstract(summary: Summary) -> tuple[str, ...]:
 
 
 def _extremes_sentence(summary: Summary) -> str:
-    rows = summary.get("extremes") or []
-    if not rows:
+    rows, tally = summary.get("extremes") or [], summary.get("extremes_tally")
+    if not rows or not tally:
         return ""
     lead = rows[0]
-    sharp = Counter(e["sharpest"] for e in rows).most_common(1)[0]
-    flat = Counter(e["flattest"] for e in rows).most_common(1)[0]
+    sharp, flat = ((tally[side]["optimizer"], tally[side]["measures"]) for side in ("sharpest", "flattest"))
     ratio = f" (ratio of the means {words_sci(lead['ratio'])})" if lead.get("ratio") is not None else ""
     return (
         f"By {words(summary, lead['quantity'])}, {style.optimizer_label(lead['sharpest'])} found the sharpest minima "
-        f"on average and {style.optimizer_label(lead['flattest'])} the flattest{ratio}; over all {len(rows)} measures, "
+        f"on average and {style.optimizer_label(lead['flattest'])} the flattest{ratio}; over all {tally['n_measures']} measures, "
         f"{style.optimizer_label(sharp[0])} is sharpest by {sharp[1]} and {style.optimizer_label(flat[0])} flattest by {flat[1]}."
     )
 

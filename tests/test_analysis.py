@@ -58,9 +58,7 @@ def test_correlations_use_converged_runs_holm_only_over_tested_measures_and_the_
     assert sharp["beats_baselines"] is False
 
 
-def test_measure_labels_name_every_measure():
-    kinds = analysis.measure_kinds(("epsilon_sharpness", "adaptive_linf_m128_rho0.002", "adaptive_l2_m128_rho2"))
-    labels = analysis.measure_labels(kinds)
-    assert labels["adaptive_linf_m128_rho0.002"] == "adaptive ℓ∞, m = 128, ρ = 0.002"
-    assert labels["adaptive_l2_m128_rho2"] == "adaptive ℓ2, m = 128, ρ = 2"
-    assert set(labels) == set(kinds) and kinds["log_lr_over_batch"] == "baseline"
+def test_measure_kinds_sort_every_measure():
+    kinds = analysis.measure_kinds(("epsilon_sharpness", "adaptive_linf_m128_rho0.002"))
+    assert kinds["top_eigenvalue"] == "hessian" and kinds["adaptive_linf_m128_rho0.002"] == "sharpness"
+    assert {m for m, k in kinds.items() if k == "baseline"} == {"weight_norm", "distance_from_init", "log_lr_over_batch", "epochs_to_fit"}

@@ -27,3 +27,19 @@ def test_setup_differences_come_from_the_packaged_seed_profile():
     assert differences["Shuffled batches"] == {"item": "Shuffled batches", "ours": "yes", "original": "no"}
     assert differences["sgd lr"]["original"] == "0.1" and differences["sam"]["original"] == "not run"
     assert facts.setup_differences(seed, seed) == []
+
+
+def test_extremes_name_the_sharpest_and_flattest_optimizer_and_tally_them():
+    def row(name, **means):
+        return {"optimizer": name, "metrics": {q: {"mean": v} for q, v in means.items()}}
+
+    rows = [row("sgd", top_eigenvalue=40.0, trace=300.0, epsilon_sharpness=0.2),
+            row("adam", top_eigenvalue=10.0, trace=500.0, epsilon_sharpness=0.1),
+            row("sam", top_eigenvalue=5.0, trace=100.0, epsilon_sharpness=None)]
+    found = facts.extremes(rows, ["top_eigenvalue", "trace", "epsilon_sharpness"])
+    assert [(e["quantity"], e["sharpest"], e["flattest"]) for e in found] == [
+        ("top_eigenvalue", "sgd", "sam"), ("trace", "adam", "sam"), ("epsilon_sharpness", "sgd", "adam")]
+    assert found[0]["ratio"] == pytest.approx(8.0) and found[2]["n_optimizers"] == 2
+    assert facts.extremes_tally(found) == {"sharpest": {"optimizer": "sgd", "measures": 2},
+                                           "flattest": {"optimizer": "sam", "measures": 2}, "n_measures": 3}
+    assert facts.extremes_tally([]) is None

@@ -23,7 +23,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from minima.io import MinimaError, write_bytes, write_text
-from report import facts, style
+from report import facts, formats, style
 from report.figures.catalog import FIGURES
 from report.figures.style import PNG_DPI, RC
 
@@ -89,7 +89,8 @@ def cache_key(summary: Mapping[str, Any]) -> str:
     # it out lets `make report` after `make all` reuse the figures.
     drawn = {k: v for k, v in summary.items() if k not in PROVENANCE}
     digest = hashlib.sha256(json.dumps(drawn, sort_keys=True, allow_nan=True).encode())
-    for module in (*sorted(FIGURE_CODE.glob("*.py")), Path(style.__file__), Path(facts.__file__)):
+    for module in (*sorted(FIGURE_CODE.glob("*.py")), Path(style.__file__), Path(facts.__file__),
+                   Path(formats.__file__)):
         digest.update(module.name.encode() + module.read_bytes())
     digest.update(matplotlib.__version__.encode())
     return digest.hexdigest()

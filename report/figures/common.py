@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from report import facts, style
+from report.formats import words_ci, words_num
 from report.figures.style import TEXTWIDTH
 
 Summary = Mapping[str, Any]
@@ -143,17 +144,10 @@ def log(ax, axis: str = "y") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def signed(x: float, decimals: int = 2) -> str:
-    return f"{x:.{decimals}f}".replace("-", "\u2212")
-
-
 def tau_title(row: Mapping[str, Any] | None) -> str:
     """τ = 0.20 [−0.33, 1.00] from a correlation row of the summary."""
     tau = (row or {}).get("kendall_tau")
     if tau is None:
         return r"$\tau$ undetermined"
     ci = (row or {}).get("ci95")
-    text = rf"$\tau$ = {signed(tau)}"
-    if ci:
-        text += f" [{signed(ci[0])}, {signed(ci[1])}]"
-    return text
+    return rf"$\tau$ = {words_num(tau)}" + (f" {words_ci(ci)}" if ci else "")

@@ -14,6 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from report import facts, style
 from report.figures import common
 from report.figures.style import TEXTWIDTH
+from report.formats import words_num
 
 Summary = Mapping[str, Any]
 CLAIM_ROW = 0.62  # inches per claim
@@ -143,7 +144,7 @@ def psi_heatmap(summary: Summary) -> Figure:
         image = ax.imshow(np.ma.masked_invalid(table), cmap="RdBu_r", norm=norm, aspect="auto")
         ax.set_facecolor("0.88")  # no value
         for (i, k), v in np.ndenumerate(table):
-            text = "–" if np.isnan(v) else common.signed(v)
+            text = words_num(v)  # an en dash where no value
             ax.text(k, i, text, ha="center", va="center", fontsize=5.5,
                     color="white" if not np.isnan(v) and abs(v) > 0.6 else "black")
         columns = [style.mpl_text(style.axis_words(a)) for a in axes_names] + [r"$\Psi$ (mean)"]
