@@ -270,13 +270,13 @@ def _extremes_sentence(summary: Summary) -> str:
     rows, tally = summary.get("extremes") or [], summary.get("extremes_tally")
     if not rows or not tally:
         return ""
-    lead = rows[0]
-    sharp, flat = ((tally[side]["optimizer"], tally[side]["measures"]) for side in ("sharpest", "flattest"))
+    lead, sharp, flat = rows[0], tally["sharpest"], tally["flattest"]
     ratio = f" (ratio of the means {words_sci(lead['ratio'])})" if lead.get("ratio") is not None else ""
     return (
         f"By {words(summary, lead['quantity'])}, {style.optimizer_label(lead['sharpest'])} found the sharpest minima "
         f"on average and {style.optimizer_label(lead['flattest'])} the flattest{ratio}; over all {tally['n_measures']} measures, "
-        f"{style.optimizer_label(sharp[0])} is sharpest by {sharp[1]} and {style.optimizer_label(flat[0])} flattest by {flat[1]}."
+        f"{style.optimizer_label(sharp['optimizer'])} is sharpest by {sharp['measures']} and "
+        f"{style.optimizer_label(flat['optimizer'])} flattest by {flat['measures']}."
     )
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tqdm import tqdm
+
 from minima import paths
 from minima.io import MinimaError
 from minima.pipeline import Context, run_is_current, study_is_current
@@ -160,8 +162,6 @@ class _Sweep:
             self.bar.update(1)
 
     def write(self, text: str) -> None:
-        from tqdm import tqdm
-
         tqdm.write(text, file=sys.stderr)  # above the bar where there is one; a plain line otherwise
 
 
@@ -273,8 +273,6 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
                     sweep.skipped[key] = blocked[0]
                     sweep.say(f"{key} skipped: it needs {blocked[0]}, which {why}")
                     changed = True
-
-    from tqdm import tqdm
 
     # a bar on a terminal only (ctx.progress: --no-progress, PROGRESS=0, TQDM_DISABLE)
     with tqdm(total=len(tasks), unit="task", desc="sweep", file=sys.stderr, dynamic_ncols=True,
