@@ -38,8 +38,8 @@ from minima.sharpness import measure_names
 
 # The measures ranked against generalization besides the sharpness measures, in words.
 BASELINE_WORDS = {
-    "weight_norm": "weight norm ||w||_2 (baseline)",
-    "distance_from_init": "distance from initialization ||w - w0||_2 (baseline)",
+    "weight_norm": "weight norm ‖w‖₂ (baseline)",
+    "distance_from_init": "distance from initialization ‖w − w₀‖₂ (baseline)",
     "log_lr_over_batch": "log(learning rate / batch size) (baseline)",
     "epochs_to_fit": "epochs to fit the training set (baseline)",
 }
@@ -298,10 +298,10 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     summary["statistics"] = {
         "alpha": ALPHA, "resamples": RESAMPLES, "seed": STATS_SEED,
         "interval": "percentile cluster bootstrap: configurations resampled with replacement",
-        "test": "two-sided permutation test of Kendall tau: configurations permuted within each seed",
+        "test": "two-sided permutation test of Kendall τ: configurations permuted within each seed",
         "holm_over": ["hessian", "sharpness"],
-        "beats_baselines": "Psi of the measure (expected sign: positive) above the largest |Psi| of any baseline",
-        "runs": "converged runs only (full training loss <= stop_loss, not diverged)",
+        "beats_baselines": "Ψ of the measure (expected sign: positive) above the largest |Ψ| of any baseline",
+        "runs": "converged runs only (full training loss ≤ stop_loss, not diverged)",
         "n_converged": facts_design["n_converged"],
     }
     return summary

@@ -40,34 +40,34 @@ RESAMPLES = 2000
 SEED = 0
 RULES = {
     "directional": "reproduced if the 95 % interval lies on the claimed side of 0, not reproduced if on the other side, else inconclusive",
-    "noninferiority": f"reproduced if the 95 % interval's lower end is above -{100 * NONINFERIORITY_MARGIN:g} pp, not reproduced if its upper end is below it, else inconclusive",
+    "noninferiority": f"reproduced if the 95 % interval's lower end is above −{100 * NONINFERIORITY_MARGIN:g} pp, not reproduced if its upper end is below it, else inconclusive",
     "no_ranking": f"reproduced if the 95 % interval's upper end is below {NO_RANKING_MARGIN}, not reproduced if its lower end is above it, else inconclusive",
-    "dinh": f"reproduced if lambda_max changes by more than {DINH_MOVE:g}x while the logits change by less than {DINH_SAME_FUNCTION:g} (relative) and test accuracy is identical",
-    "ranking": "reproduced if the 95 % interval of Kendall tau between the two optimizer rankings lies below 1 (the ranking changes), not reproduced if the rankings agree in every resample, else inconclusive",
+    "dinh": f"reproduced if λ_max changes by more than {DINH_MOVE:g}x while the logits change by less than {DINH_SAME_FUNCTION:g} (relative) and test accuracy is identical",
+    "ranking": "reproduced if the 95 % interval of Kendall τ between the two optimizer rankings lies below 1 (the ranking changes), not reproduced if the rankings agree in every resample, else inconclusive",
 }
 
 
 # source, claim, test, statistic of the claims whose wording does not depend on the design
 TEXTS = {
     "wilson": ("Wilson et al. 2017", "Adaptive methods (Adam, AdaGrad) generalize worse than SGD (with or without momentum)",
-               "every converged run (all reach training loss <= stop_loss): family means, configurations resampled within family",
+               "every converged run (all reach training loss ≤ stop_loss): family means, configurations resampled within family",
                "mean gap(adaptive) - mean gap(SGD family)"),
     "yao": ("Yao et al. 2021", "AdaHessian reaches Adam's test accuracy or better",
             "each optimizer tuned over its learning rates at every batch size and seed (converged runs)",
             "mean over (batch size, seed) of best-over-lr accuracy(AdaHessian) - accuracy(Adam)"),
-    "jiang": ("Jiang et al. 2020", "Magnitude-aware PAC-Bayes flatness predicts generalization better than lambda_max",
-              "granulated Kendall coefficient Psi over the grid's axes; groups resampled within each axis, paired",
-              "Psi(magnitude-aware PAC-Bayes) - Psi(lambda_max) against the gap"),
+    "jiang": ("Jiang et al. 2020", "Magnitude-aware PAC-Bayes flatness predicts generalization better than λ_max",
+              "granulated Kendall coefficient Ψ over the grid's axes; groups resampled within each axis, paired",
+              "Ψ(magnitude-aware PAC-Bayes) - Ψ(λ_max) against the gap"),
     "andriushchenko": ("Andriushchenko et al. 2023", "Adaptive sharpness does not reliably rank generalization across hyperparameters",
-                       "granulated Psi against the gap of each adaptive m-sharpness variant (l-inf and l2, normalized logits, "
-                       "m = 128, every radius); the variant with the largest Psi, groups resampled within each axis",
-                       "largest Psi among the adaptive m-sharpness variants"),
+                       "granulated Ψ against the gap of each adaptive m-sharpness variant (ℓ∞ and ℓ₂, normalized logits, "
+                       "m = 128, every radius); the variant with the largest Ψ, groups resampled within each axis",
+                       "largest Ψ among the adaptive m-sharpness variants"),
     "dinh": ("Dinh et al. 2017", "A function-preserving rescaling changes Hessian sharpness",
              "rescale two layers of one trained ReLU network by (a, 1/a) over a log grid of a; same logits, same test accuracy",
-             "lambda_max max/min over the scales"),
-    "ranking": ("Dinh et al. 2017", "The optimizers' ranking by lambda_max reflects per-layer weight norms (it changes when they are equalized)",
-                "rank optimizers by mean lambda_max before and after the function-preserving rescaling that equalizes every "
-                "layer's weight norm; configurations resampled", "Kendall tau between the two optimizer rankings"),
+             "λ_max max/min over the scales"),
+    "ranking": ("Dinh et al. 2017", "The optimizers' ranking by λ_max reflects per-layer weight norms (it changes when they are equalized)",
+                "rank optimizers by mean λ_max before and after the function-preserving rescaling that equalizes every "
+                "layer's weight norm; configurations resampled", "Kendall τ between the two optimizer rankings"),
 }
 
 # What each rule compares the interval with, and the claimed side of it (for tables and plots).
@@ -170,7 +170,7 @@ def keskar(summary: dict) -> list[dict]:
     runs = facts.converged(summary["runs"])
     source, rule = "Keskar et al. 2017", "directional"
     sizes = sorted({r["hyperparameters"]["batch_size"] for r in runs})
-    claims = [("Larger batches find sharper minima", "top_eigenvalue", _log_ratio, "mean log10(lambda_max(B large) / lambda_max(B small))", "log10_ratio"),
+    claims = [("Larger batches find sharper minima", "top_eigenvalue", _log_ratio, "mean log₁₀(λ_max(B large) / λ_max(B small))", "log10_ratio"),
               ("Larger batches generalize worse (larger gap)", "generalization_gap", _difference, "mean gap(B large) - gap(B small)", "fraction")]
     if len(sizes) < 2:
         return [_claim(c, source, "matched runs differing only in batch size", s, None, None, "not_testable", rule,
@@ -191,7 +191,7 @@ def foret(summary: dict) -> list[dict]:
     runs = facts.converged(summary["runs"])
     source, rule = "Foret et al. 2021", "directional"
     base = (summary.get("optimizers", {}).get("sam") or {}).get("sam_base", "sgd_momentum")
-    claims = [("SAM finds flatter minima than its base optimizer", "top_eigenvalue", _log_ratio, f"mean log10(lambda_max(SAM) / lambda_max({base}))", "log10_ratio"),
+    claims = [("SAM finds flatter minima than its base optimizer", "top_eigenvalue", _log_ratio, f"mean log₁₀(λ_max(SAM) / λ_max({base}))", "log10_ratio"),
               ("SAM generalizes better than its base optimizer (smaller gap)", "generalization_gap", _difference, f"mean gap(SAM) - gap({base})", "fraction")]
     pairs = matched_pairs(runs, lambda r: {"sam": "a", base: "b"}.get(r["optimizer"]),
                           lambda r: (r["seed"], r["hyperparameters"]["lr"], r["hyperparameters"]["batch_size"],

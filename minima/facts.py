@@ -235,7 +235,7 @@ def _listed(values) -> str:
 
 def _epochs_text(profile: Profile) -> str:
     if profile.train.stop_early:
-        return f"until train loss <= {profile.train.stop_loss:g} (at most {profile.train.max_epochs})"
+        return f"until train loss ≤ {profile.train.stop_loss:g} (at most {profile.train.max_epochs})"
     return f"{profile.train.max_epochs}"
 
 

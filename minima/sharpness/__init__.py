@@ -37,7 +37,7 @@ MEASURES = (
     "pacbayes_flatness",
     "pacbayes_mag_flatness",
 )
-NORM_WORDS = {"linf": "l-infinity", "l2": "l2"}
+NORM_WORDS = {"linf": "ℓ∞", "l2": "ℓ₂"}
 
 
 def msharpness_names(settings: SharpnessSettings) -> dict[str, tuple[str, float]]:
@@ -56,16 +56,16 @@ def measure_names(settings: SharpnessSettings) -> tuple[str, ...]:
 def descriptions(settings: SharpnessSettings) -> dict[str, str]:
     out = dict(DESCRIPTIONS)
     for name, (norm, rho) in msharpness_names(settings).items():
-        out[name] = (f"adaptive {NORM_WORDS[norm]} m-sharpness, m = {settings.msharp_m}, rho = {rho:g}, "
+        out[name] = (f"adaptive {NORM_WORDS[norm]} m-sharpness, m = {settings.msharp_m}, ρ = {rho:g}, "
                      f"normalized logits (Andriushchenko et al. 2023)")
     return out
 
 DESCRIPTIONS = {
-    "epsilon_sharpness": "epsilon-sharpness (Keskar et al. 2017)",
+    "epsilon_sharpness": "ε-sharpness (Keskar et al. 2017)",
     "adaptive_worst": "adaptive worst-case sharpness (Kwon et al. 2021; Andriushchenko et al. 2023)",
     "adaptive_average": "adaptive average-case sharpness (Andriushchenko et al. 2023)",
-    "pacbayes_flatness": "PAC-Bayes flatness 1/sigma^2 (Jiang et al. 2020)",
-    "pacbayes_mag_flatness": "magnitude-aware PAC-Bayes flatness 1/sigma'^2 (Jiang et al. 2020)",
+    "pacbayes_flatness": "PAC-Bayes flatness 1/σ² (Jiang et al. 2020)",
+    "pacbayes_mag_flatness": "magnitude-aware PAC-Bayes flatness 1/σ′² (Jiang et al. 2020)",
 }
 
 
