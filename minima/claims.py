@@ -51,13 +51,13 @@ RULES = {
 TEXTS = {
     "wilson": ("Wilson et al. 2017", "Adaptive methods (Adam, AdaGrad) generalize worse than SGD (with or without momentum)",
                "every converged run (all reach training loss ≤ stop_loss): family means, configurations resampled within family",
-               "mean gap(adaptive) - mean gap(SGD family)"),
+               "mean gap(adaptive) − mean gap(SGD family)"),
     "yao": ("Yao et al. 2021", "AdaHessian reaches Adam's test accuracy or better",
             "each optimizer tuned over its learning rates at every batch size and seed (converged runs)",
-            "mean over (batch size, seed) of best-over-lr accuracy(AdaHessian) - accuracy(Adam)"),
+            "mean over (batch size, seed) of best-over-lr accuracy(AdaHessian) − accuracy(Adam)"),
     "jiang": ("Jiang et al. 2020", "Magnitude-aware PAC-Bayes flatness predicts generalization better than λ_max",
               "granulated Kendall coefficient Ψ over the grid's axes; groups resampled within each axis, paired",
-              "Ψ(magnitude-aware PAC-Bayes) - Ψ(λ_max) against the gap"),
+              "Ψ(magnitude-aware PAC-Bayes) − Ψ(λ_max) against the gap"),
     "andriushchenko": ("Andriushchenko et al. 2023", "Adaptive sharpness does not reliably rank generalization across hyperparameters",
                        "granulated Ψ against the gap of each adaptive m-sharpness variant (ℓ∞ and ℓ₂, normalized logits, "
                        "m = 128, every radius); the variant with the largest Ψ, groups resampled within each axis",
@@ -171,7 +171,7 @@ def keskar(summary: dict) -> list[dict]:
     source, rule = "Keskar et al. 2017", "directional"
     sizes = sorted({r["hyperparameters"]["batch_size"] for r in runs})
     claims = [("Larger batches find sharper minima", "top_eigenvalue", _log_ratio, "mean log₁₀(λ_max(B large) / λ_max(B small))", "log10_ratio"),
-              ("Larger batches generalize worse (larger gap)", "generalization_gap", _difference, "mean gap(B large) - gap(B small)", "fraction")]
+              ("Larger batches generalize worse (larger gap)", "generalization_gap", _difference, "mean gap(B large) − gap(B small)", "fraction")]
     if len(sizes) < 2:
         return [_claim(c, source, "matched runs differing only in batch size", s, None, None, "not_testable", rule,
                        note="the grid has one batch size", unit=u, side="above") for c, _, _, s, u in claims]
@@ -192,7 +192,7 @@ def foret(summary: dict) -> list[dict]:
     source, rule = "Foret et al. 2021", "directional"
     base = (summary.get("optimizers", {}).get("sam") or {}).get("sam_base", "sgd_momentum")
     claims = [("SAM finds flatter minima than its base optimizer", "top_eigenvalue", _log_ratio, f"mean log₁₀(λ_max(SAM) / λ_max({base}))", "log10_ratio"),
-              ("SAM generalizes better than its base optimizer (smaller gap)", "generalization_gap", _difference, f"mean gap(SAM) - gap({base})", "fraction")]
+              ("SAM generalizes better than its base optimizer (smaller gap)", "generalization_gap", _difference, f"mean gap(SAM) − gap({base})", "fraction")]
     pairs = matched_pairs(runs, lambda r: {"sam": "a", base: "b"}.get(r["optimizer"]),
                           lambda r: (r["seed"], r["hyperparameters"]["lr"], r["hyperparameters"]["batch_size"],
                                      tuple(sorted((a, i) for a, i in r["levels"].items() if a not in ("optimizer", "lr")))))
