@@ -63,17 +63,30 @@ class Correlation:
 
 @dataclass(frozen=True)
 class Granulated:
-    """Jiang et al.'s granulated Kendall coefficient; None where no group has a defined tau."""
+    """Jiang et al.'s granulated Kendall coefficient; None where no group has a defined tau.
+    Everything follows from the within-group taus, which resampling reuses."""
 
-    psi: dict[str, float | None]  # axis -> mean within-group tau
-    psi_mean: float | None  # Psi: mean of the defined psi
-    n_groups: dict[str, int]  # axis -> groups with a defined tau
-    group_taus: dict[str, dict[Hashable, float]]  # axis -> group -> tau (NaN: undefined), for resampling
+    group_taus: dict[str, dict[Hashable, float]]  # axis -> group -> tau (NaN: undefined)
 
     @property
     def taus(self) -> dict[str, list[float]]:
         """axis -> the defined within-group taus, in group order."""
         return {axis: [t for t in per.values() if math.isfinite(t)] for axis, per in self.group_taus.items()}
+
+    @property
+    def psi(self) -> dict[str, float | None]:
+        """axis -> mean within-group tau."""
+        return {axis: _mean_or_none(t) for axis, t in self.taus.items()}
+
+    @property
+    def psi_mean(self) -> float | None:
+        """Psi: the mean of the defined psi."""
+        return _mean_or_none(p for p in self.psi.values() if p is not None)
+
+    @property
+    def n_groups(self) -> dict[str, int]:
+        """axis -> groups with a defined tau."""
+        return {axis: len(t) for axis, t in self.taus.items()}
 
 
 @dataclass(frozen=True)
@@ -375,11 +388,7 @@ def granulated_tau(x: Values, y: Values, groups: Groups) -> Granulated:
     """
     if any(len(ids) != len(x) for ids in groups.values()) or len(y) != len(x):
         raise ValueError("groups, x and y: lengths differ")
-    per_group = {axis: _group_taus(x, y, ids) for axis, ids in groups.items()}
-    taus = {axis: [t for t in per.values() if math.isfinite(t)] for axis, per in per_group.items()}
-    psi = {axis: _mean_or_none(t) for axis, t in taus.items()}
-    return Granulated(psi=psi, psi_mean=_mean_or_none(p for p in psi.values() if p is not None),
-                      n_groups={axis: len(t) for axis, t in taus.items()}, group_taus=per_group)
+    return Granulated({axis: _group_taus(x, y, ids) for axis, ids in groups.items()})
 
 
 def _psi_interval(measures: Sequence[Granulated], n_boot: int, seed: int, level: float) -> Interval:
