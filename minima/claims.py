@@ -42,7 +42,7 @@ RULES = {
     "directional": "reproduced if the 95 % interval lies on the claimed side of 0, not reproduced if on the other side, else inconclusive",
     "noninferiority": f"reproduced if the 95 % interval's lower end is above −{100 * NONINFERIORITY_MARGIN:g} pp, not reproduced if its upper end is below it, else inconclusive",
     "no_ranking": f"reproduced if the 95 % interval's upper end is below {NO_RANKING_MARGIN}, not reproduced if its lower end is above it, else inconclusive",
-    "dinh": f"reproduced if λ_max changes by more than {DINH_MOVE:g}x while the logits change by less than {DINH_SAME_FUNCTION:g} (relative) and test accuracy is identical",
+    "dinh": f"reproduced if λ_max changes by more than {DINH_MOVE:g}× while the logits change by less than {DINH_SAME_FUNCTION:g} (relative) and test accuracy is identical",
     "ranking": "reproduced if the 95 % interval of Kendall τ between the two optimizer rankings lies below 1 (the ranking changes), not reproduced if the rankings agree in every resample, else inconclusive",
 }
 
