@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -114,8 +115,13 @@ def write_run_configs(ctx: Context, runs: list[RunConfig] | None = None) -> None
 
 
 def advice(ctx: Context) -> str:
-    ref = ctx.profile.ref
-    return f"make all PROFILE={ref!r}" if " " in ref else f"make all PROFILE={ref}"
+    """The command that builds what is missing, as the user would type it in the checkout: the
+    profile as given, and ROOT= when the results live elsewhere (a bare `make all` would build
+    in the checkout instead)."""
+    words = ["make", "all", f"PROFILE={ctx.profile.ref}"]
+    if ctx.layout.root != paths.REPO_DIR:
+        words.append(f"ROOT={ctx.layout.root}")
+    return shlex.join(words)
 
 
 # ---- currency ------------------------------------------------------------------------------

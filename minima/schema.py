@@ -215,13 +215,18 @@ class Summary(_Open):
     environment: dict[str, Any]
 
 
+# A corrupt or outdated summary cannot be trusted to say which profile and root built it, so the
+# advice names what the user must repeat.
+REBUILD = "rebuild it with `make report` and the PROFILE= (and ROOT=) that built it"
+
+
 def validate_summary(summary: Any, *, where: str = "summary") -> dict:
     """The summary itself, or a MinimaError naming the first bad field on one line."""
     if not isinstance(summary, dict):
         raise MinimaError(f"{where}: expected a JSON object, got {type(summary).__name__}")
     if summary.get("schema") != SCHEMA_VERSION:
         raise MinimaError(f"{where}: schema {summary.get('schema')!r} is not supported (expected {SCHEMA_VERSION}); "
-                          "rebuild it with `make report`")
+                          + REBUILD)
     try:
         Summary.model_validate(summary)
     except ValidationError as exc:
@@ -233,4 +238,4 @@ def load_summary(path) -> dict:
     try:
         return validate_summary(read_json(path), where=str(path))
     except CorruptFile as exc:
-        raise MinimaError(f"{exc}; rebuild it with `make report`") from None
+        raise MinimaError(f"{exc}; {REBUILD}") from None

@@ -87,6 +87,18 @@ def test_make_report_lists_missing_results(tmp_path):
     result = _make(tmp_path, "report")
     assert result.returncode != 0
     assert "missing results" in result.stderr and "not trained" in result.stderr
+    # The advice is the exact command that works from the checkout: a results root outside it
+    # is named, and a path profile with a space is quoted as the shell needs it.
+    assert f"(run `make all PROFILE=tiny ROOT={tmp_path.resolve()}`)" in result.stderr
+
+
+def test_missing_results_advice_quotes_a_path_profile_and_names_the_root(tmp_path, capsys):
+    profile = tmp_path / "my study.toml"
+    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    root = tmp_path / "results"
+    assert _cli("summarize", "--profile", str(profile), "--root", str(root)) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"(run `make all 'PROFILE={profile}' ROOT={root.resolve()}`)" in error
 
 
 def test_logs_have_no_progress_bars_off_a_terminal(built, tmp_path):
