@@ -101,6 +101,19 @@ def test_missing_results_advice_quotes_a_path_profile_and_names_the_root(tmp_pat
     assert f"(run `make all 'PROFILE={profile}' ROOT={root.resolve()}`)" in error
 
 
+
+def test_make_takes_a_path_profile_with_a_space(tmp_path):
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    profile = tmp_path / "my dir" / "my study.toml"
+    profile.parent.mkdir()
+    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    root = tmp_path / "results"
+    result = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={root}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0  # nothing is built yet: the profile reached minima whole
+    assert f"missing results for profile {profile} (run `make all 'PROFILE={profile}' ROOT={root}`)" in result.stderr
+
 def test_logs_have_no_progress_bars_off_a_terminal(built, tmp_path):
     root = _copy_build(built, tmp_path / "root")
     run = json.loads((built / "build" / "summary.json").read_text())["runs"][0]["run"]
