@@ -101,7 +101,6 @@ def test_missing_results_advice_quotes_a_path_profile_and_names_the_root(tmp_pat
     assert f"(run `make all 'PROFILE={profile}' ROOT={root.resolve()}`)" in error
 
 
-
 def test_make_takes_a_path_profile_with_a_space(tmp_path):
     if not HAVE_VENV:
         pytest.skip("needs `make venv` first (make test does it)")
@@ -113,6 +112,7 @@ def test_make_takes_a_path_profile_with_a_space(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0  # nothing is built yet: the profile reached minima whole
     assert f"missing results for profile {profile} (run `make all 'PROFILE={profile}' ROOT={root}`)" in result.stderr
+
 
 def test_logs_have_no_progress_bars_off_a_terminal(built, tmp_path):
     root = _copy_build(built, tmp_path / "root")
