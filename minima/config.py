@@ -6,6 +6,14 @@ optimizers, or per optimizer) and `label_noise` (in `[train]`). Runs are the pro
 axis's values, per optimizer, times the seeds; single values are a grid of one. Runs differing
 only by seed form a *configuration*.
 
+`lr_batch_scaling` ("none", "sqrt" or "linear") moves each batch size's learning-rate grid with
+the batch size: the listed rates are those of the smallest batch size B0, and at batch size B each
+is multiplied by sqrt(B / B0) (Hoffer et al. 2017; Malladi et al. 2022 for adaptive methods) or
+B / B0 (Goyal et al. 2017). With rates a factor of 2 apart and B = 32, 128 under "sqrt", the
+grids overlap in two rates (equal learning rate across batch sizes) and hold two pairs at equal
+lr / B: both comparisons of the batch-size claims have configurations, and every batch size
+keeps its own validation optimum inside its own grid.
+
 A run's identity is the hash of everything that decides its trained weights (data set, training
 subset rule, model, optimizer and its hyperparameters, seed, training settings, dtype). Analyses
 store the settings they ran with beside their results, so changing an analysis setting
@@ -17,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -27,7 +36,7 @@ from pydantic import Field
 
 from minima import paths
 from minima.curvature import CurvatureSettings
-from minima.data import DISPLAY_NAMES, SPLIT_SIZES
+from minima.data import DISPLAY_NAMES, SPLIT_SIZES, available_validation
 from minima.io import MinimaError
 from minima.landscape import LandscapeSettings
 from minima.models import VARIANTS
@@ -40,6 +49,8 @@ from minima.train import TrainSettings
 # The training subset is a pure function of the data set (fixed by its checksums), n_train,
 # data_seed and this rule; the rule's name enters the run hash so a new rule retrains.
 SUBSET_RULE = "class-stratified (proportional, largest remainder), numpy default_rng(data_seed)"
+VALIDATION_RULE = ("class-stratified among the training split's images outside the training subset, "
+                   "numpy default_rng([data_seed, 2]), labels never flipped")
 AXES = ("optimizer", "lr", "batch_size", "weight_decay", "label_noise")
 _OPTIMIZER_GRID_KEYS = ("lr", "weight_decay", "batch_size")
 _TRAIN_GRID_KEYS = ("batch_size", "label_noise")
@@ -55,6 +66,9 @@ class StudySettings:
     # A class-stratified subset of n images (0: the whole split), the same for every run.
     n_train: NonNegativeInt = 0
     n_test: NonNegativeInt = 0
+    # Validation images drawn from the training split's images the subset leaves (all that remain
+    # when fewer; none when n_train is the whole split): what the study chooses, it chooses on them.
+    n_val: NonNegativeInt = 10000
     data_seed: NonNegativeInt = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -62,6 +76,13 @@ class StudySettings:
     interpolate: tuple[Optimizer, ...] = ("sgd", "adam")
     # Whose first minimum Dinh's rescaling is applied to.
     dinh_optimizer: Optimizer = "sgd"
+    # How each batch size's learning-rate grid moves with it (the listed rates: the smallest batch's).
+    lr_batch_scaling: Literal["none", "sqrt", "linear"] = "none"
+
+    @property
+    def validation_size(self) -> int:
+        """The validation images this study gets (n_val where the split allows, else what remains)."""
+        return available_validation(SPLIT_SIZES[self.dataset][0], self.n_train, self.n_val)
 
     def __post_init__(self) -> None:
         if len(set(self.seeds)) != len(self.seeds):
@@ -93,6 +114,7 @@ class RunConfig:
     n_train: int = 0
     n_test: int = 0
     data_seed: int = 0
+    n_val: int = 0  # validation images (already limited to what the split leaves)
     levels: tuple[tuple[str, int], ...] = ()  # axis -> index of this run's value (not hashed)
 
     def to_json(self) -> dict[str, Any]:
@@ -104,7 +126,8 @@ class RunConfig:
             "seed": self.seed,
             "train": self.train.identity(),
             "dtype": self.dtype,
-            "data": {"n_train": self.n_train, "n_test": self.n_test, "data_seed": self.data_seed, "subset_rule": SUBSET_RULE},
+            "data": {"n_train": self.n_train, "n_test": self.n_test, "data_seed": self.data_seed, "subset_rule": SUBSET_RULE,
+                     "n_val": self.n_val, "validation_rule": VALIDATION_RULE},
         }
 
     @property
@@ -271,32 +294,51 @@ def parse_profile(name: str, path: Path, table: dict[str, Any], *, ref: str | No
         grid = {key: _values(hyper, key, where) for key in _OPTIMIZER_GRID_KEYS}
         grid["batch_size"] = grid["batch_size"] or train_grid["batch_size"] or [base_train.batch_size]
         grid["label_noise"] = train_grid["label_noise"] or [base_train.label_noise]
-        configs = []
-        for lr, wd in itertools.product(grid["lr"] or [None], grid["weight_decay"] or [0.0]):
-            configs.append(from_table(OptimizerConfig, {"name": opt_name, **hyper, "lr": lr, "weight_decay": wd}, where))
+        smallest = min(grid["batch_size"])
+        by_batch: dict[int, list[OptimizerConfig]] = {}
+        for batch in grid["batch_size"]:
+            factor = _lr_factor(study.lr_batch_scaling, batch, smallest)
+            by_batch[batch] = [
+                from_table(OptimizerConfig, {"name": opt_name, **hyper, "weight_decay": wd,
+                                             "lr": None if lr is None else _scaled(lr, factor)}, where)
+                for lr, wd in itertools.product(grid["lr"] or [None], grid["weight_decay"] or [0.0])]
         trains = [from_table(TrainSettings, {**train_table, "batch_size": b, "label_noise": n}, "train")
                   for b, n in itertools.product(grid["batch_size"], grid["label_noise"])]
+        lr_by_batch = {b: sorted({c.lr for c in configs}) for b, configs in by_batch.items()}
         grids[opt_name] = {
-            "lr": sorted({c.lr for c in configs}),
-            "weight_decay": sorted({c.weight_decay for c in configs}),
+            "lr": sorted({lr for lrs in lr_by_batch.values() for lr in lrs}),
+            "weight_decay": sorted({c.weight_decay for c in by_batch[smallest]}),
             "batch_size": list(grid["batch_size"]),
             "label_noise": list(grid["label_noise"]),
+            "lr_by_batch": {str(b): lrs for b, lrs in lr_by_batch.items()},
         }
-        firsts[opt_name] = configs[0]
-        for config, train in itertools.product(configs, trains):
-            levels = (
-                ("optimizer", opt_index),
-                ("lr", grids[opt_name]["lr"].index(config.lr)),
-                ("batch_size", grids[opt_name]["batch_size"].index(train.batch_size)),
-                ("weight_decay", grids[opt_name]["weight_decay"].index(config.weight_decay)),
-                ("label_noise", grids[opt_name]["label_noise"].index(train.label_noise)),
-            )
-            for seed in study.seeds:
-                runs.append(RunConfig(study.dataset, study.model, config, seed, train, study.dtype,
-                                      study.n_train, study.n_test, study.data_seed, levels))
+        firsts[opt_name] = by_batch[grid["batch_size"][0]][0]
+        for train in trains:
+            for config in by_batch[train.batch_size]:
+                levels = (
+                    ("optimizer", opt_index),
+                    ("lr", lr_by_batch[train.batch_size].index(config.lr)),  # position in this batch size's grid
+                    ("batch_size", grids[opt_name]["batch_size"].index(train.batch_size)),
+                    ("weight_decay", grids[opt_name]["weight_decay"].index(config.weight_decay)),
+                    ("label_noise", grids[opt_name]["label_noise"].index(train.label_noise)),
+                )
+                for seed in study.seeds:
+                    runs.append(RunConfig(study.dataset, study.model, config, seed, train, study.dtype,
+                                          study.n_train, study.n_test, study.data_seed, study.validation_size, levels))
     axes = tuple(axis for axis in AXES if _varies(axis, study, grids))
     return Profile(name=name, ref=ref or name, path=path, study=study, train=base_train, optimizers=firsts,
                    runs=tuple(runs), axes=axes, grid=grids, **sections)
+
+
+def _lr_factor(scaling: str, batch: int, smallest: int) -> float:
+    if scaling == "sqrt":
+        return math.sqrt(batch / smallest)
+    return batch / smallest if scaling == "linear" else 1.0
+
+
+def _scaled(lr: float, factor: float) -> float:
+    """lr x factor, rounded to 12 significant digits so that 0.05 x 2 is the 0.1 of another list."""
+    return lr if factor == 1.0 else float(f"{lr * factor:.12g}")
 
 
 def _varies(axis: str, study: StudySettings, grids: dict[str, dict[str, list]]) -> bool:

@@ -18,6 +18,12 @@ Training subsets: `n_train` images drawn class-stratified (each class in proport
 of the split, largest remainders first) with the profile's `data_seed`, the same subset for every
 run of a profile; `label_noise` then replaces that fraction of the subset's labels by a different
 class drawn uniformly (seeded), as in Zhang et al. 2017 and Jiang et al. 2020.
+
+Validation set: `n_val` images drawn class-stratified, by the same rule on a stream of its own,
+from the training split's images that the training subset does not use (so it is disjoint from
+the training subset, and from the test set, which is another split). Its labels are never
+flipped. Everything the study *chooses* (a learning rate, an optimizer) is chosen on it; the
+test set only reports. A training subset that is the whole split leaves no validation set.
 """
 
 from __future__ import annotations
@@ -306,7 +312,7 @@ def load_arrays(dataset: str, data_root: Path) -> tuple[dict[str, np.ndarray], d
 # ---- training subsets and label noise ------------------------------------------------------
 
 
-def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, n: int, seed: int | list[int]) -> np.ndarray:
     """Sorted indices of n items whose class counts follow the classes' shares of `labels`.
 
     Each class c gets floor(n p_c) items, the remaining ones go to the classes with the largest
@@ -325,6 +331,27 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota)]
     return np.sort(np.concatenate(chosen))
+
+
+VALIDATION_STREAM = 2  # default_rng([data_seed, 2]): the validation draw never shifts the subset's
+
+
+def validation_indices(labels: np.ndarray, train_indices: np.ndarray | None, n: int, seed: int) -> np.ndarray:
+    """Sorted indices (into the split) of a class-stratified draw of at most n items among those
+    not in `train_indices` (None: the training subset is the whole split, so nothing remains)."""
+    if train_indices is None or n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    remaining = np.setdiff1d(np.arange(len(labels)), train_indices)
+    within = stratified_indices(np.asarray(labels)[remaining], min(n, len(remaining)), [seed, VALIDATION_STREAM])
+    return remaining[within]
+
+
+def available_validation(split_size: int, n_train: int, n_val: int) -> int:
+    """Validation images a profile gets: n_val where the split allows, else what the training
+    subset leaves (none when it is the whole split)."""
+    if n_train <= 0 or n_train >= split_size:
+        return 0
+    return min(n_val, split_size - n_train)
 
 
 def flip_labels(labels: np.ndarray, fraction: float, seed: int, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray]:
@@ -417,6 +444,15 @@ def select(split: Split, n: int, seed: int, label_noise: float = 0.0) -> Subset:
         y, flipped = flip_labels(y, label_noise, seed)
     chosen = Split(x, torch.as_tensor(y, dtype=torch.long, device=split.y.device))
     return Subset(chosen, indices, flipped, None if indices is None else digest(indices))
+
+
+def select_validation(split: Split, training: Subset, n: int, seed: int) -> Subset:
+    """The validation images: a stratified draw of n among those the training subset leaves,
+    labels as given (never flipped)."""
+    indices = validation_indices(split.y.cpu().numpy(), training.indices, n, seed)
+    index = torch.as_tensor(indices, device=split.x.device)
+    chosen = Split(split.x[index], split.y[index])
+    return Subset(chosen, indices, np.zeros(0, dtype=np.int64), digest(indices) if len(indices) else None)
 
 
 def default_data_dir() -> Path | None:

@@ -72,6 +72,14 @@ class Context:
             self._cache[key] = data_stage.select(self.dataset.train, run.n_train, run.data_seed, run.train.label_noise)
         return self._cache[key]
 
+    def validation_set(self, run: RunConfig) -> data_stage.Subset:
+        """The run's validation images: stratified, disjoint from its training subset, clean labels."""
+        key = ("validation", run.n_train, run.data_seed, run.n_val)
+        if key not in self._cache:
+            training = self.training_set(run)
+            self._cache[key] = data_stage.select_validation(self.dataset.train, training, run.n_val, run.data_seed)
+        return self._cache[key]
+
     def test_set(self) -> data_stage.Subset:
         study = self.profile.study
         if "test" not in self._cache:
@@ -300,9 +308,12 @@ def stage_train(ctx: Context, runs: list[RunConfig]) -> None:
             if not group:
                 continue
             jobs = [TrainJob(run_dir=ctx.run_dir(r), variant=r.model, optimizer=r.optimizer, seed=r.seed) for r in group]
-            record = {"training_set": training.record(), "test_set": {"n": len(test.y)}}
+            validation = ctx.validation_set(group[0])
+            record = {"training_set": training.record(), "test_set": {"n": len(test.y)},
+                      "validation_set": {"n": len(validation.split.y), "indices_sha256": validation.indices_sha256}}
             train(jobs, group[0].train, training.split.x, training.split.y, test.x, test.y,
-                  device=ctx.device, dtype=ctx.dtype, progress=ctx.progress, record=record)
+                  device=ctx.device, dtype=ctx.dtype, progress=ctx.progress, record=record,
+                  val_x=validation.split.x, val_y=validation.split.y)
 
 
 @contextlib.contextmanager

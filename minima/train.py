@@ -25,8 +25,8 @@ removed. metrics.json: {"status": "running" | "ok" | "diverged", "converged", "e
 "train_loss"/"train_accuracy" (means over the epoch's minibatches), "full_train_loss"/
 "full_train_accuracy" (whole training set at the epoch's end), "test_loss"/"test_accuracy"
 (every `test_every` epochs, else null), "gradient_norm" (mean minibatch gradient norm), "lr",
-"wall_time" (training only), "models_in_step"}, "final": full training and test loss and
-accuracy, `weight_norm` ||w||_2, `distance_from_init` ||w - w0||_2 and per-layer weight norms
+"wall_time" (training only), "models_in_step"}, "final": full training, test and validation
+loss and accuracy (validation: None without a validation set), `weight_norm` ||w||_2, `distance_from_init` ||w - w0||_2 and per-layer weight norms
 at the saved weights}. Non-finite numbers are written as null.
 
 Divergence: after each epoch a model whose training loss or parameters are not finite is
@@ -89,6 +89,8 @@ class TrainData:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    val_x: torch.Tensor  # [0, ...] when the study has no validation set
+    val_y: torch.Tensor
 
 
 def train(
@@ -104,15 +106,20 @@ def train(
     progress: bool = False,
     log: bool = True,
     record: dict[str, Any] | None = None,
+    val_x: torch.Tensor | None = None,
+    val_y: torch.Tensor | None = None,
 ) -> list[TrainOutcome]:
     """Train (or resume, or skip) every job; outcomes in the order of `jobs`.
 
     With `settings.stack_seeds`, jobs sharing variant, optimizer config and resume epoch are
     trained as one stack; otherwise one after another. `progress`: a bar per epoch (terminals);
     `log`: one plain line per epoch on stderr. `record`: extra fields for every metrics.json
-    (the pipeline records which images the run trained on).
+    (the pipeline records which images the run trained on). `val_x`, `val_y`: the validation
+    set, evaluated once at the end like the test set (None: no validation set).
     """
     device = torch.device(device)
+    if val_x is None or val_y is None:
+        val_x, val_y = test_x[:0], test_y[:0]
     if len({job.run_dir for job in jobs}) != len(jobs):
         raise ValueError("jobs: a run_dir appears more than once")
     data = TrainData(
@@ -120,6 +127,8 @@ def train(
         train_y.to(device=device, dtype=torch.long),
         test_x.to(device=device, dtype=dtype),
         test_y.to(device=device, dtype=torch.long),
+        val_x.to(device=device, dtype=dtype),
+        val_y.to(device=device, dtype=torch.long),
     )
     outcomes: dict[Path, TrainOutcome] = {}
     pending: list[RunState] = []
@@ -140,8 +149,10 @@ def train(
 
 def _check_images(data: TrainData, variant_name: str) -> None:
     side = variant(variant_name).input_size
-    for name in ("train_x", "test_x"):
+    for name in ("train_x", "test_x", "val_x"):
         x = getattr(data, name)
+        if name == "val_x" and len(x) == 0:
+            continue
         if x.dim() != 4 or tuple(x.shape[1:]) != (1, side, side):
             raise ValueError(f"{name}: variant {variant_name!r} needs images [N, 1, {side}, {side}], got {list(x.shape)}")
 
@@ -375,12 +386,15 @@ def _finish(run: RunState, model: torch.nn.Module, data: TrainData, settings: Tr
     params = _single(run.params, 0)
     on_train = evaluate(model, params, data.train_x, data.train_y, settings.eval_chunk)
     on_test = evaluate(model, params, data.test_x, data.test_y, settings.eval_chunk)
+    on_val = evaluate(model, params, data.val_x, data.val_y, settings.eval_chunk) if len(data.val_y) else None
     initial = dict(build_model(run.job.variant, seed=run.job.seed, dtype=torch.float64).named_parameters())
     final = {
         "train_loss": io.finite_or_none(on_train.loss),
         "train_accuracy": on_train.accuracy,
         "test_loss": io.finite_or_none(on_test.loss),
         "test_accuracy": on_test.accuracy,
+        "val_loss": None if on_val is None else io.finite_or_none(on_val.loss),
+        "val_accuracy": None if on_val is None else on_val.accuracy,
         **weight_norms(params, initial),
     }
     status = "ok" if diverged_epoch is None else "diverged"

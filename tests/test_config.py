@@ -149,3 +149,32 @@ def test_from_table_names_the_table_and_key():
                           ({"colour": 1}, "train: unknown key 'colour'")):
         with pytest.raises(SettingsError, match=fragment):
             from_table(TrainSettings, bad, "train")
+
+
+def test_lr_batch_scaling_moves_each_batch_sizes_grid(tmp_path):
+    text = _profile_text(extra_top="n_train = 1024\nlr_batch_scaling = \"sqrt\"", train="batch_size = [32, 128]",
+                         optimizer="").replace("lr = 0.1", "lr = [0.05, 0.1, 0.2]")
+    profile = _load(tmp_path, text)
+    sgd = [r for r in profile.runs if r.optimizer.name == "sgd"]
+    by_batch = {b: sorted(r.optimizer.lr for r in sgd if r.train.batch_size == b) for b in (32, 128)}
+    assert by_batch == {32: [0.05, 0.1, 0.2], 128: [0.1, 0.2, 0.4]}  # x sqrt(128 / 32) = 2, exactly
+    assert profile.grid["sgd"]["lr_by_batch"] == {"32": [0.05, 0.1, 0.2], "128": [0.1, 0.2, 0.4]}
+    # the rate 0.1 at B = 32 and at B = 128 is the same optimizer configuration (the pair at equal lr)
+    same = {r.optimizer for r in sgd if r.optimizer.lr == 0.1}
+    assert len(same) == 1
+    assert {dict(r.levels)["lr"] for r in sgd if r.train.batch_size == 128 and r.optimizer.lr == 0.1} == {0}
+    linear = _load(tmp_path, text.replace('"sqrt"', '"linear"'))
+    assert sorted({r.optimizer.lr for r in linear.runs if r.optimizer.name == "sgd" and r.train.batch_size == 128}) == [0.2, 0.4, 0.8]
+    with pytest.raises(MinimaError, match="lr_batch_scaling"):
+        _load(tmp_path, text.replace('"sqrt"', '"cubic"'))
+
+
+def test_the_validation_set_size_enters_the_run_hash_and_is_limited_by_the_split(tmp_path):
+    base = _load(tmp_path, _profile_text(extra_top="n_train = 1024"))
+    assert base.runs[0].n_val == 10000
+    smaller = _load(tmp_path, _profile_text(extra_top="n_train = 1024\nn_val = 500"))
+    assert smaller.runs[0].n_val == 500 and smaller.runs[0].run_hash != base.runs[0].run_hash
+    crowded = _load(tmp_path, _profile_text(extra_top="n_train = 55000"))
+    assert crowded.runs[0].n_val == 5000  # what the training subset leaves
+    whole = _load(tmp_path, _profile_text(extra_top="n_train = 0"))
+    assert whole.runs[0].n_val == 0 and whole.study.validation_size == 0

@@ -148,6 +148,38 @@ def test_stratified_subset_follows_the_class_shares(provisioned):
     assert np.bincount(small[data.stratified_indices(small, 4, seed=0)]).tolist() == [3, 1]
 
 
+def test_validation_set_is_stratified_and_disjoint_from_the_training_subset_and_the_test_set(provisioned):
+    root, _ = provisioned
+    arrays = data.load_arrays("mnist", root)[0]
+    labels = arrays["train_labels"]
+    train = data.stratified_indices(labels, 1024, seed=0)
+    val = data.validation_indices(labels, train, 10000, seed=0)
+    assert len(val) == 10000 and len(np.intersect1d(val, train)) == 0 and np.all(np.diff(val) > 0)
+    remaining = np.setdiff1d(np.arange(len(labels)), train)
+    exact = 10000 * np.bincount(labels[remaining]) / len(remaining)
+    assert np.all(np.abs(np.bincount(labels[val], minlength=10) - exact) < 1)
+    assert np.array_equal(val, data.validation_indices(labels, train, 10000, seed=0))  # seeded
+    assert not np.array_equal(val, data.validation_indices(labels, train, 10000, seed=1))
+    # the test images are another split: no validation image is a test image (compared by content)
+    test_rows = {row.tobytes() for row in arrays["test_images"]}
+    assert not any(arrays["train_images"][i].tobytes() in test_rows for i in val[:2000])
+    # fewer left than asked: all that remain; the whole split for training: none
+    assert len(data.validation_indices(labels, np.arange(59000), 10000, seed=0)) == 1000
+    assert len(data.validation_indices(labels, None, 10000, seed=0)) == 0
+    assert data.available_validation(60000, 1024, 10000) == 10000
+    assert data.available_validation(60000, 55000, 10000) == 5000
+    assert data.available_validation(60000, 0, 10000) == 0
+
+
+def test_validation_labels_are_never_flipped(provisioned):
+    root, _ = provisioned
+    dataset = data.load_dataset("mnist", "modern", root, dtype=torch.float32, device="cpu")
+    training = data.select(dataset.train, 512, seed=0, label_noise=0.5)
+    validation = data.select_validation(dataset.train, training, 600, seed=0)
+    assert torch.equal(validation.split.y, dataset.train.y[torch.as_tensor(validation.indices)])
+    assert len(validation.flipped) == 0 and validation.indices_sha256 == data.digest(validation.indices)
+
+
 def test_label_noise_flips_exactly_that_fraction_to_other_classes():
     labels = np.arange(1000) % 10
     noisy, flipped = data.flip_labels(labels, 0.2, seed=0)
