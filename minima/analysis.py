@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from minima import claims as claims_stage
-from minima import facts, paths, pipeline, stats
+from minima import facts, paths, pipeline, stats, verdicts
 from minima.stats import is_finite
 from minima.claims import psi_groups
+from minima.config import VALIDATION_RULE
 from minima.data import DISPLAY_NAMES, describe_preprocessing
-from minima.facts import converged, nested
+from minima.facts import converged_runs, nested
 from minima.io import MinimaError, finite_or_none, json_text, read_json, read_json_or_none, write_text
 from minima.models import VARIANTS, build_model
 from minima.objective import num_params, params_of
@@ -42,6 +43,7 @@ BASELINE_WORDS = {
     "distance_from_init": "distance from initialization ‖w − w₀‖₂ (baseline)",
     "log_lr_over_batch": "log(learning rate / batch size) (baseline)",
     "epochs_to_fit": "epochs to fit the training set (baseline)",
+    "train_loss": "final training loss (baseline: the stop rule bounds it, it does not equalize it)",
 }
 HESSIAN_WORDS = {
     "top_eigenvalue": "largest Hessian eigenvalue",
@@ -50,9 +52,7 @@ HESSIAN_WORDS = {
 }
 HESSIAN, BASELINES = tuple(HESSIAN_WORDS), tuple(BASELINE_WORDS)
 TARGETS = ("generalization_gap", "test_error")
-ALPHA = 0.05
-RESAMPLES = 2000
-STATS_SEED = 0
+ALPHA = verdicts.ALPHA
 
 
 # ---- per-run records ------------------------------------------------------------------------
@@ -90,6 +90,8 @@ def run_record(ctx: pipeline.Context, run) -> dict[str, Any]:
         "train_accuracy": train_acc,
         "test_loss": final.get("test_loss"),
         "test_accuracy": test_acc,
+        "val_loss": final.get("val_loss"),
+        "val_accuracy": final.get("val_accuracy"),
         "generalization_gap": gap,
         # binomial standard error of the test accuracy: the training set is fixed, the test set a sample
         "gap_stderr": None if test_acc is None else math.sqrt(test_acc * (1 - test_acc) / n_test),
@@ -107,7 +109,23 @@ def run_record(ctx: pipeline.Context, run) -> dict[str, Any]:
         "analysis_seconds": {kind: records[kind].get("stage_seconds") or 0.0 for kind in kinds},
     }
     record["values"] = _values(record, names)
+    record["values"]["stability_ratio"] = _stability_ratio(run, record["values"]["top_eigenvalue"])
+    raw, balanced = record["values"]["top_eigenvalue"], record["values"]["balanced_top_eigenvalue"]
+    # how much of lambda_max the layers' scales carry: log10 of lambda_max after the
+    # function-preserving rescaling that equalizes the layers' weight norms, over lambda_max
+    record["values"]["balance_log_ratio"] = (math.log10(balanced / raw) if raw and balanced and raw > 0 and balanced > 0
+                                             else None)
     return record
+
+
+def _stability_ratio(run, top_eigenvalue: float | None) -> float | None:
+    """lambda_max eta / (2 (1 + beta)): above 1, gradient descent with heavy-ball momentum beta at
+    step eta is linearly unstable at this minimum (Wu et al. 2018; Cohen et al. 2021). Plain and
+    heavy-ball SGD only: the bound does not hold for adaptive, Nesterov or SAM steps."""
+    config = run.optimizer
+    if config.name not in ("sgd", "sgd_momentum") or config.nesterov or top_eigenvalue is None:
+        return None
+    return top_eigenvalue * config.lr / (2.0 * (1.0 + (config.momentum or 0.0)))
 
 
 def _curvature_summary(record: dict | None) -> dict | None:
@@ -144,6 +162,7 @@ def _values(record: dict, sharpness_names: tuple[str, ...]) -> dict[str, float |
         "generalization_gap": record["generalization_gap"],
         "test_error": None if record["test_accuracy"] is None else 1.0 - record["test_accuracy"],
         "test_accuracy": record["test_accuracy"],
+        "val_accuracy": record["val_accuracy"],
         "train_loss": record["train_loss"],
     }
     return {k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in values.items()}
@@ -157,67 +176,84 @@ def measure_kinds(sharpness_names: tuple[str, ...]) -> dict[str, str]:
 
 
 def correlations(runs: list[dict], axes: list[str], kinds: dict[str, str]) -> list[dict]:
-    fitted = converged(runs)
+    """Every measure against every target over the converged runs: tau (and its partial form given
+    the final training loss, which the stop rule bounds but does not equalize), rho, Psi per axis,
+    jackknife intervals and p over configurations, Holm over the tested measures of a target, and
+    whether the measure's Psi beats the best baseline's (interval of the paired difference)."""
+    fitted = converged_runs(runs)
     clusters = [r["configuration"] for r in fitted]
-    blocks = [r["seed"] for r in fitted]
     groups = psi_groups(fitted, axes)
+    loss = [r["values"].get("train_loss") for r in fitted]
     rows = []
     for target in TARGETS:
         y = [r["values"][target] for r in fitted]
         block = []
         for measure, kind in kinds.items():
             x = [r["values"].get(measure) for r in fitted]
-            result = stats.correlate(x, y, clusters=clusters, blocks=blocks, seed=STATS_SEED, n_boot=RESAMPLES, n_perm=RESAMPLES)
-            granulated, psi_interval = stats.psi_ci(x, y, groups, n_boot=RESAMPLES, seed=STATS_SEED)
+            result = stats.correlate(x, y, clusters=clusters, covariate=None if measure == "train_loss" else loss)
+            granulated = stats.granulated_tau(x, y, groups)
+            psi = stats.psi_jackknife([x], [1.0], y, groups, clusters)
             block.append({
                 "measure": measure, "target": target, "kind": kind,
                 "kendall_tau": result.kendall_tau, "spearman": result.spearman,
                 "ci95": list(result.ci95) if result.ci95 else None, "p_value": result.p_value,
+                "partial_tau": result.partial_tau,
+                "partial_ci95": list(result.partial_ci95) if result.partial_ci95 else None,
                 "n": result.n, "n_clusters": result.n_clusters,
                 "psi": {a: granulated.psi.get(a) for a in axes}, "psi_mean": granulated.psi_mean,
-                "psi_ci95": list(psi_interval) if all(map(is_finite, psi_interval)) else None,
+                "psi_ci95": list(psi.ci95) if psi is not None else None,
                 "psi_groups": dict(granulated.n_groups),
             })
         tested = [row for row in block if row["kind"] != "baseline"]
         for row, adjusted in zip(tested, stats.holm([row["p_value"] for row in tested])):
             row["p_holm"] = adjusted
         for row in block:
-            row.setdefault("p_holm", row["p_value"])  # baselines are references, not tests
+            row.setdefault("p_holm", None)  # baselines are references, not tests: no family, no adjustment
             row["significant"] = row["p_holm"] is not None and row["p_holm"] < ALPHA
             row["direction"] = _direction(row)
-        _beats_baselines(block)
+        _beats_baselines(block, fitted, y, groups, clusters)
         rows += block
     return rows
 
 
-
-
 def _direction(row: dict) -> str:
-    """positive / negative when the Holm-adjusted permutation test rejects tau = 0, else undetermined."""
+    """positive / negative when the Holm-adjusted jackknife test rejects tau = 0, else undetermined."""
     if not row["significant"] or row["kendall_tau"] is None:
         return "undetermined"
     return "positive" if row["kendall_tau"] > 0 else "negative"
 
 
-def _beats_baselines(block: list[dict]) -> None:
-    """A measure beats the baselines when its Psi (sharper -> larger gap: positive) exceeds the
-    largest |Psi| of any baseline; baselines get credit in either direction."""
-    references = [abs(r["psi_mean"]) for r in block if r["kind"] == "baseline" and r["psi_mean"] is not None]
-    best = max(references, default=None)
+def _beats_baselines(block: list[dict], runs: list[dict], y: list, groups: dict, clusters: list) -> None:
+    """A measure beats the baselines when the jackknife interval of Psi(measure) minus the best
+    baseline's |Psi| (the baseline with the largest |Psi|, sign-adjusted: baselines get credit in
+    either direction) lies above 0. Why an interval: point estimates 0.06 apart are noise."""
+    references = [r for r in block if r["kind"] == "baseline" and r["psi_mean"] is not None]
+    best = max(references, key=lambda r: (abs(r["psi_mean"]), r["measure"]), default=None)
     for row in block:
-        if row["kind"] == "baseline":
-            row["beats_baselines"] = None
-        else:
-            row["beats_baselines"] = None if best is None or row["psi_mean"] is None else row["psi_mean"] > best
+        row["beats_baselines"], row["versus_baseline"] = None, None
+        if row["kind"] == "baseline" or best is None or row["psi_mean"] is None:
+            continue
+        sign = 1.0 if best["psi_mean"] >= 0 else -1.0
+        xs = [[r["values"].get(m) for r in runs] for m in (row["measure"], best["measure"])]
+        difference = stats.psi_jackknife(xs, [1.0, -sign], y, groups, clusters)
+        if difference is None:
+            continue
+        row["beats_baselines"] = difference.ci95[0] > 0
+        row["versus_baseline"] = {"baseline": best["measure"], "difference": difference.estimate,
+                                  "ci95": list(difference.ci95)}
 
 
 def noise_floor(runs: list[dict], quantities: list[str]) -> dict[str, dict]:
-    fitted = converged(runs)
+    """Per quantity, how well one seed's ranking of the configurations predicts another's, and the
+    seed-to-seed standard deviation within a configuration."""
+    fitted = converged_runs(runs)
+    configs = [r["configuration"] for r in fitted]
     out = {}
     for q in quantities:
-        agreement = stats.seed_agreement([r["values"].get(q) for r in fitted], [r["configuration"] for r in fitted],
-                                         [r["seed"] for r in fitted])
-        out[q] = {"swap_rate": agreement.swap_rate, "kendall_tau": agreement.kendall_tau, "n_comparisons": agreement.n_comparisons}
+        values = [r["values"].get(q) for r in fitted]
+        agreement = stats.seed_agreement(values, configs, [r["seed"] for r in fitted])
+        out[q] = {"swap_rate": agreement.swap_rate, "kendall_tau": agreement.kendall_tau,
+                  "n_comparisons": agreement.n_comparisons, "seed_sd": stats.pooled_within_sd(values, configs)}
     return out
 
 
@@ -236,15 +272,18 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     names = measure_names(profile.sharpness)
     kinds = measure_kinds(names)
     sharp_quantities = [m for m in kinds if kinds[m] != "baseline"]
-    quantities = ["test_accuracy", "train_loss", "generalization_gap", "min_eigenvalue", "gradient_norm", *kinds]
+    quantities = ["test_accuracy", "val_accuracy", "train_loss", "generalization_gap", "min_eigenvalue", "gradient_norm",
+                  "stability_ratio", "balance_log_ratio", *kinds]
     aggregate_rows = facts.aggregates(runs, list(profile.study.optimizers), quantities)
     correlation_rows = correlations(runs, list(profile.axes), kinds)
     extreme_rows = facts.extremes(aggregate_rows, sharp_quantities)
     dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names])
     facts_design = facts.design(profile, runs)
+    tuning = facts.tuning(runs, list(profile.study.optimizers), profile.grid, len(ctx.validation_set(profile.runs[0]).split.y))
     commit, dirty = git_state(paths.REPO_DIR)
     spec = VARIANTS[profile.study.model]
     training = ctx.training_set(profile.runs[0])
+    validation = ctx.validation_set(profile.runs[0])
     interp = study.get("interpolation")
     summary = {
         "schema": SCHEMA_VERSION,
@@ -268,6 +307,9 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
             "train_indices_sha256": training.indices_sha256,
             "train_subset": "class-stratified" if training.indices is not None else "the whole split",
             "test_subset": "class-stratified" if ctx.test_set().indices is not None else "the whole split",
+            "n_val": len(validation.split.y),
+            "val_indices_sha256": validation.indices_sha256,
+            "validation_rule": VALIDATION_RULE,
             "data_seed": profile.study.data_seed,
             "preprocessing": describe_preprocessing(profile.study.dataset, profile.study.model),
         },
@@ -287,7 +329,8 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "noise_floor": noise_floor(runs, ["generalization_gap", *kinds]),
         "extremes": extreme_rows,
         "extremes_tally": facts.extremes_tally(extreme_rows),
-        "best": facts.best_accuracy(aggregate_rows),
+        "tuning": tuning,
+        "best": tuning["best"],
         "dinh": study["dinh"].get("rows", []),
         "dinh_info": dinh,
         "interpolation": interp and {k: v for k, v in interp.items() if k not in ("inputs", "stage_seconds", "data")},
@@ -296,12 +339,19 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     }
     summary["claims"] = claims_stage.evaluate(summary)
     summary["statistics"] = {
-        "alpha": ALPHA, "resamples": RESAMPLES, "seed": STATS_SEED,
-        "interval": "percentile cluster bootstrap: configurations resampled with replacement",
-        "test": "two-sided permutation test of Kendall τ: configurations permuted within each seed",
+        "alpha": ALPHA,
+        "correlation_interval": "jackknife over configurations (each deleted once), t-interval on k − 1 degrees of freedom",
+        "correlation_test": "two-sided jackknife t-test of τ = 0; Holm over the Hessian and sharpness measures of a target",
+        "partial": "Kendall's partial τ given the final training loss (the stop rule is a threshold, not an equal loss)",
+        "claims_paired": "exact sign-flip randomization on cluster means (a cluster: the configuration pair over its seeds), "
+                         "t-interval on the cluster means; the smallest two-sided p with k clusters is 2/2^k",
+        "claims_predictors": "jackknife over configurations of the paired Ψ difference",
+        "claims_holm": "Holm over every claim decided by a p-value",
         "holm_over": ["hessian", "sharpness"],
-        "beats_baselines": "Ψ of the measure (expected sign: positive) above the largest |Ψ| of any baseline",
+        "beats_baselines": "jackknife 95 % interval of Ψ(measure) − |Ψ(best baseline)| above 0",
         "runs": "converged runs only (full training loss ≤ stop_loss, not diverged)",
+        "selection": "learning rates (and the best optimizer) chosen on the validation set, reported on the test set",
+        "deterministic": True,
         "n_converged": facts_design["n_converged"],
     }
     return summary

@@ -6,6 +6,7 @@ every departure from it, and the limitations. Judgments are made here, never in 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -31,8 +32,13 @@ def nested(record: dict | None, *keys: str) -> Any:
     return value
 
 
-def converged(runs: list[dict]) -> list[dict]:
-    return [r for r in runs if r["status"] == "ok" and r["converged"]]
+def is_converged(run: dict) -> bool:
+    """Trained to the stop rule without diverging: a minimum the study measures and tests."""
+    return run["status"] == "ok" and bool(run["converged"])
+
+
+def converged_runs(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if is_converged(r)]
 
 
 def aggregates(runs: list[dict], optimizers: list[str], quantities: list[str]) -> list[dict]:
@@ -40,7 +46,7 @@ def aggregates(runs: list[dict], optimizers: list[str], quantities: list[str]) -
     out = []
     for name in optimizers:
         mine = [r for r in runs if r["optimizer"] == name]
-        fitted = converged(mine)
+        fitted = converged_runs(mine)
         metrics = {}
         for q in quantities:
             mean, std, n = stats.mean_std(r["values"].get(q) for r in fitted)
@@ -61,7 +67,7 @@ def configurations(runs: list[dict], quantities: list[str]) -> list[dict]:
         by.setdefault(r["configuration"], []).append(r)
     out = []
     for key, mine in by.items():
-        fitted = converged(mine)
+        fitted = converged_runs(mine)
         metrics = {}
         for q in quantities:
             mean, std, n = stats.mean_std(r["values"].get(q) for r in fitted)
@@ -72,9 +78,10 @@ def configurations(runs: list[dict], quantities: list[str]) -> list[dict]:
 
 
 def design(profile: Profile, runs: list[dict]) -> dict[str, Any]:
-    fitted = converged(runs)
+    fitted = converged_runs(runs)
     gaps = [r["generalization_gap"] for r in fitted if r["generalization_gap"] is not None]
     errors = [r["gap_stderr"] for r in fitted if r["gap_stderr"] is not None]
+    losses = [r["train_loss"] for r in fitted if r["train_loss"] is not None]
     return {
         "axes": list(profile.axes),
         "grid": profile.grid,
@@ -88,6 +95,11 @@ def design(profile: Profile, runs: list[dict]) -> dict[str, Any]:
         "gap_max": max(gaps) if gaps else None,
         "gap_spread": (max(gaps) - min(gaps)) if gaps else None,
         "gap_stderr_median": sorted(errors)[len(errors) // 2] if errors else None,
+        "train_loss_min": min(losses) if losses else None,
+        "train_loss_max": max(losses) if losses else None,
+        # seed-to-seed standard deviation of one configuration's gap (pooled over configurations):
+        # the noise a single run's gap carries, larger than the test set's binomial error alone
+        "gap_seed_sd": stats.pooled_within_sd([r["generalization_gap"] for r in fitted], [r["configuration"] for r in fitted]),
         "stop_loss": profile.train.stop_loss,
         "stop_early": profile.train.stop_early,
         "max_epochs": profile.train.max_epochs,
@@ -121,12 +133,74 @@ def extremes_tally(extreme_rows: list[dict]) -> dict | None:
     return {"sharpest": most("sharpest"), "flattest": most("flattest"), "n_measures": len(extreme_rows)}
 
 
-def best_accuracy(aggregate_rows: list[dict]) -> dict | None:
-    rows = [row for row in aggregate_rows if row["metrics"]["test_accuracy"]["mean"] is not None]
-    if not rows:
-        return None
-    best = max(rows, key=lambda row: row["metrics"]["test_accuracy"]["mean"])
-    return {"optimizer": best["optimizer"], **best["metrics"]["test_accuracy"]}
+# ---- selection on the validation set ----------------------------------------------------------
+
+def selection_cell(run: dict) -> tuple:
+    """What tuning holds fixed: the seed and every hyperparameter but the optimizer's own
+    (learning rate, weight decay): a practitioner tunes those for a given batch size and seed."""
+    fixed = {k: v for k, v in run["hyperparameters"].items() if k not in ("lr", "weight_decay")}
+    return run["seed"], tuple(sorted(fixed.items()))
+
+
+def _validation_rank(run: dict) -> tuple:
+    """Best on validation: highest accuracy, then lowest loss, then the run hash (a total order)."""
+    return -(run.get("val_accuracy") or 0.0), run.get("val_loss") or math.inf, run["run"]
+
+
+def tuned(runs: list[dict], family: tuple[str, ...]) -> dict[tuple, dict]:
+    """Per selection cell, the converged run of `family`'s optimizers with the best validation
+    accuracy: the run one would pick without looking at the test set."""
+    chosen: dict[tuple, dict] = {}
+    for r in converged_runs(runs):
+        if r["optimizer"] in family and r.get("val_accuracy") is not None:
+            cell = selection_cell(r)
+            if cell not in chosen or _validation_rank(r) < _validation_rank(chosen[cell]):
+                chosen[cell] = r
+    return chosen
+
+
+def lr_optima(runs: list[dict], grid: dict[str, dict[str, list]]) -> list[dict]:
+    """Per optimizer and fixed setting (batch size, ...), the learning rate with the best mean
+    validation accuracy over the converged seeds, and whether it lies on an edge of the grid
+    (an optimum at the edge may lie beyond it: the grid does not bracket it)."""
+    cells: dict[tuple, dict[float, list[float]]] = {}
+    for r in converged_runs(runs):
+        if r.get("val_accuracy") is not None:
+            fixed = tuple(sorted((k, v) for k, v in r["hyperparameters"].items() if k != "lr"))
+            cells.setdefault((r["optimizer"], fixed), {}).setdefault(r["hyperparameters"]["lr"], []).append(r["val_accuracy"])
+    out = []
+    for (optimizer, fixed), by_lr in cells.items():
+        means = {lr: sum(v) / len(v) for lr, v in by_lr.items()}
+        best = max(means, key=lambda lr: (means[lr], -lr))
+        by_batch = grid[optimizer].get("lr_by_batch") or {}
+        lrs = by_batch.get(str(dict(fixed).get("batch_size")), grid[optimizer]["lr"])
+        out.append({"optimizer": optimizer, "fixed": dict(fixed), "lrs": lrs, "best_lr": best,
+                    "val_accuracy": means[best], "at_edge": len(lrs) < 3 or best in (min(lrs), max(lrs)),
+                    "n_seeds": len(by_lr[best])})
+    return out
+
+
+def tuning(runs: list[dict], optimizers: list[str], grid: dict[str, dict[str, list]], n_val: int) -> dict[str, Any]:
+    """What validation tuning picks: per optimizer, its tuned runs (one per batch size and seed)
+    with their mean validation and test accuracy; the best optimizer, chosen by tuned validation
+    accuracy and reported on test; and each learning-rate grid's validation optimum."""
+    if not n_val:
+        return {"available": False, "per_optimizer": [], "best": None, "lr_optima": [], "n_at_edge": 0}
+    per = []
+    for name in optimizers:
+        chosen = list(tuned(runs, (name,)).values())
+        if not chosen:
+            continue
+        val = stats.mean_std(r["val_accuracy"] for r in chosen)
+        test = stats.mean_std(r["test_accuracy"] for r in chosen)
+        per.append({"optimizer": name, "n_cells": len(chosen), "chosen_lrs": sorted({r["hyperparameters"]["lr"] for r in chosen}),
+                    "val_accuracy": dict(zip(("mean", "std", "n"), val)), "test_accuracy": dict(zip(("mean", "std", "n"), test))})
+    best = max(per, key=lambda row: (row["val_accuracy"]["mean"], row["optimizer"]), default=None)
+    optima = lr_optima(runs, grid)
+    return {"available": True, "per_optimizer": per, "lr_optima": optima,
+            "n_at_edge": sum(row["at_edge"] for row in optima),
+            "best": None if best is None else {"optimizer": best["optimizer"], **best["test_accuracy"],
+                                               "val_accuracy": best["val_accuracy"]["mean"]}}
 
 
 def dinh_facts(record: dict, quantities: list[str]) -> dict[str, Any]:
@@ -240,7 +314,7 @@ def _epochs_text(profile: Profile) -> str:
 
 
 def limitations(profile: Profile, runs: list[dict], n_train: int) -> dict[str, Any]:
-    fitted = converged(runs)
+    fitted = converged_runs(runs)
     relative = [r["curvature"]["trace"]["stderr"] / r["curvature"]["trace"]["mean"] for r in fitted
                 if r["curvature"] and is_finite(nested(r["curvature"], "trace", "stderr"))
                 and is_finite(nested(r["curvature"], "trace", "mean")) and r["curvature"]["trace"]["mean"] > 0]

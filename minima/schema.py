@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from minima import verdicts
 from minima.io import CorruptFile, MinimaError, read_json
 from minima.settings import Optimizer, describe
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Number = float | None
 FractionValue = Annotated[float, Field(ge=0, le=1)] | None
 Verdict = Literal["reproduced", "not_reproduced", "inconclusive", "not_testable"]
@@ -55,6 +56,8 @@ class Run(_Open):
     train_accuracy: FractionValue
     test_loss: Number
     test_accuracy: FractionValue
+    val_loss: Number
+    val_accuracy: FractionValue
     generalization_gap: Number
     gap_stderr: Number
     hyperparameters: dict[str, float | int]
@@ -93,6 +96,10 @@ class Correlation(_Open):
     ci95: list[float] | None
     p_value: Number
     p_holm: Number
+    partial_tau: Number
+    partial_ci95: list[float] | None
+    psi_ci95: list[float] | None
+    versus_baseline: dict[str, Any] | None
     significant: bool
     direction: Literal["positive", "negative", "undetermined"]
     psi: dict[str, Number]
@@ -103,20 +110,36 @@ class Correlation(_Open):
 
 
 class Claim(_Open):
+    id: str
     claim: str
     source: str
     test: str
     statistic: str
     value: Number
     ci95: list[float] | None
-    verdict: Verdict
-    rule: str
-    rule_kind: str
-    reference: float
-    side: Literal["above", "below"]
-    unit: Literal["fraction", "log10_ratio", "psi", "tau", "factor"]
     n: int
+    n_clusters: int
+    method: str
+    p: Number
+    p_min: Number
+    p_holm: Number
+    condition: bool | None
+    verdict: Verdict
+    reason: str
+    rule: str
+    rule_kind: Literal["directional", "noninferiority", "equivalence", "check", "bound"]
+    reference: float
+    side: Literal["above", "below", "either"]
+    margin: float
+    unit: Literal["fraction", "log10_ratio", "psi", "ratio", "factor"]
     note: str
+
+    @model_validator(mode="after")
+    def _verdict_follows_its_rule(self) -> "Claim":
+        problem = verdicts.check(self.model_dump())
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class Agreement(_Open):
@@ -156,8 +179,7 @@ class Configuration(_Open):
 
 class Statistics(_Open):
     alpha: float
-    resamples: int
-    seed: int
+    deterministic: bool
     holm_over: list[str]
     n_converged: int
 
@@ -183,7 +205,7 @@ class Design(_Open):
 
 
 class Summary(_Open):
-    schema_: Literal[3] = Field(alias="schema")
+    schema_: Literal[4] = Field(alias="schema")
     profile: str
     git_commit: str
     created_by: str
@@ -201,6 +223,7 @@ class Summary(_Open):
     extremes: list[Extreme]
     extremes_tally: ExtremesTally | None
     best: dict[str, Any] | None
+    tuning: dict[str, Any]
     configurations: list[Configuration]
     interpolation: dict[str, Any] | None
     runs: Annotated[list[Run], Field(min_length=1)]

@@ -1,32 +1,35 @@
-"""Statistics over clustered runs: rank correlations, cluster bootstrap, permutation tests, Holm.
+"""Statistics over clustered runs: rank correlations, cluster-level inference, Holm.
 
 Does sharpness predict generalization? Following Jiang et al. 2020, "Fantastic Generalization
 Measures and Where to Find Them" (ICLR, arXiv:1912.02178), we rank runs, not fit lines. Runs of
 one configuration (optimizer x learning rate x batch size ..., differing only by seed) are
-correlated, so every interval and test here respects that clustering. (Somewhat over 450
-lines because the weighted-resample Kendall tau is derived in full below: its correctness rests
-on that derivation, which the tests check against scipy on materialized resamples.)
+correlated, so the unit of inference is the configuration (a *cluster*), never the run. Every
+interval and p-value here is a deterministic function of the data: the same runs give the
+same numbers, and so the same verdicts, whatever any random seed.
 
 - Kendall's tau-b over n runs with s_ij = sgn(x_i - x_j), t_ij = sgn(y_i - y_j):
   tau_b = sum_{i<j} s_ij t_ij / sqrt((n0 - n_x)(n0 - n_y)), n0 = n(n-1)/2, n_x and n_y the pairs
   tied in x and in y; NaN when x or y is constant. Spearman's rho: Pearson's r of the ranks.
-- Cluster bootstrap (Davison & Hinkley 1997, "Bootstrap Methods and their Application", sec.
-  3.8): draw K of the K clusters with replacement, recompute the statistic over every run of the
-  drawn clusters, take percentiles. A resample is a multiplicity m_c per cluster, a weight
-  w_i = m_c(i) per run. In the materialized resample (run i repeated w_i times) the copies of
-  distinct runs i, j form w_i w_j pairs carrying s_ij t_ij; the C(w_i, 2) pairs of copies of one
-  run are tied in x and y. With N = sum w_i, n0 = N(N-1)/2 = sum_{i<j} w_i w_j + sum_i C(w_i, 2),
-  so n0 - n_x = sum_{i<j} w_i w_j |s_ij| and, exactly,
-      tau_b(resample) = w'(S o T)w / sqrt(w'|S|w * w'|T|w);
-  summing S o T, |S|, |T| within cluster blocks leaves K x K matrices: O(n^2 + n_boot K^2).
-- Permutation test: under H0 (no association) y is exchangeable within a block (a seed);
-  p = (1 + #{|t_perm| >= |t_obs|}) / (1 + n_perm) (Phipson & Smyth 2010).
+  Kendall's partial tau of x and y given z (Kendall 1942):
+  tau_xy.z = (tau_xy - tau_xz tau_yz) / sqrt((1 - tau_xz^2)(1 - tau_yz^2)).
+- Paired differences (a claim compares matched runs): the k cluster means d_1..d_k of the
+  differences (a cluster = the configuration pair, over its seeds) are the data. The p-value is
+  the exact sign-flip randomization test (Fisher 1935; Good 2005, ch. 3): under H0 the d_c are
+  symmetric about the null value, so all 2^k sign patterns of |d_c| are equally likely and
+  p = #{patterns with |sum| >= |observed sum|} / 2^k, enumerated exactly (two halves of the
+  patterns, sorted and merged: 2 x 2^(k/2) work) up to k = 40; beyond, the normal
+  approximation with the exact variance sum d_c^2. Two-sided, its smallest value is 2 / 2^k:
+  3 clusters cannot go below 0.25, 4 below 0.125, 12 below 0.00049. The interval is the
+  t-interval on the cluster means, mean +- t_{k-1} sd / sqrt(k).
+- Statistics of all runs (tau, partial tau, Psi, Psi differences): the delete-one-cluster
+  jackknife (Quenouille 1956; Tukey 1958; for clustered data, Efron & Stein 1981): theta_(c)
+  recomputed without cluster c, SE^2 = (k-1)/k sum_c (theta_(c) - mean theta_(.))^2, the
+  interval theta +- t_{k-1} SE and the two-sided p of t = theta / SE on k - 1 degrees of freedom.
 - Holm 1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6.
 - Jiang et al.'s granulated coefficient Psi (their sec. 4.2): the mean over hyperparameter axes of
   psi_axis, the mean tau over groups of runs that differ only along that axis.
 
-Missing values (None, NaN, inf) are dropped pairwise, together with their cluster/block labels.
-All resampling is deterministic given `seed` (numpy default_rng).
+Missing values (None, NaN, inf) are dropped pairwise, together with their cluster labels.
 """
 
 from __future__ import annotations
@@ -50,15 +53,41 @@ MIN_PAIRS = 3  # below three runs every ranking statistic is trivially +-1 or un
 
 
 @dataclass(frozen=True)
+class Jackknife:
+    """A statistic with its delete-one-cluster jackknife error, interval and test of H0: theta = null."""
+
+    estimate: float
+    stderr: float
+    ci95: Interval  # estimate +- t_{k-1} stderr
+    p: float  # two-sided, t = (estimate - null) / stderr on k - 1 degrees of freedom
+    n_clusters: int  # clusters whose deletion left the statistic defined
+
+
+@dataclass(frozen=True)
 class Correlation:
     """Rank correlation of a measure with a target across runs; None fields when n < 3."""
 
     kendall_tau: float | None
     spearman: float | None
-    ci95: Interval | None  # cluster-bootstrap percentile interval of kendall_tau
-    p_value: float | None  # two-sided permutation p-value of tau (configurations permuted)
+    ci95: Interval | None  # jackknife t-interval of kendall_tau (configurations deleted one at a time)
+    p_value: float | None  # two-sided jackknife t-test of tau = 0
+    partial_tau: float | None  # Kendall's partial tau given the covariate (None without one)
+    partial_ci95: Interval | None
     n: int  # runs with both values present
     n_clusters: int  # configurations among those runs
+
+
+@dataclass(frozen=True)
+class ClusterTest:
+    """Inference on paired differences whose unit is the cluster (the configuration pair)."""
+
+    estimate: float  # mean of the cluster means
+    ci95: Interval | None  # t-interval on the cluster means; None with fewer than 2 clusters
+    p: float | None  # two-sided exact sign-flip p of the cluster means about the null value
+    p_min: float | None  # the smallest p that this many clusters allow
+    n_clusters: int
+    n_pairs: int
+    method: str
 
 
 @dataclass(frozen=True)
@@ -143,12 +172,20 @@ def _codes(labels: Labels) -> tuple[np.ndarray, int]:
     return np.array([index.setdefault(a, len(index)) for a in labels], dtype=np.intp), len(index)
 
 
+_PAIRWISE_TAU_MAX_N = 400  # below this the n x n sign matrices beat scipy's per-call overhead (~0.3 ms)
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b (scipy); NaN when x or y is constant or n < 2."""
+    """Kendall's tau-b; NaN when x or y is constant or n < 2. Small samples (the jackknife calls
+    this thousands of times on groups of 2 to 100 runs) by the sign matrices directly, larger
+    ones by scipy's O(n log n) algorithm: the same number (tested)."""
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if xs.size < 2 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return math.nan
-    return float(scipy.stats.kendalltau(xs, ys, variant="b").statistic)
+    if xs.size > _PAIRWISE_TAU_MAX_N:
+        return float(scipy.stats.kendalltau(xs, ys, variant="b").statistic)
+    sx, sy = np.sign(xs[:, None] - xs[None, :]), np.sign(ys[:, None] - ys[None, :])
+    return float((sx * sy).sum() / math.sqrt(np.abs(sx).sum() * np.abs(sy).sum()))
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -161,187 +198,118 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
         return float(scipy.stats.spearmanr(xs, ys).statistic)
 
 
-def _kendall_tau_rows(x: np.ndarray, y_rows: np.ndarray) -> np.ndarray:
-    """tau-b of x against each row of y_rows at once (scipy costs ~0.25 ms a call)."""
-
-    def signs(v: np.ndarray) -> np.ndarray:  # sgn(v_i - v_j), as float32 for fast sums
-        more, less = v[..., :, None] > v[..., None, :], v[..., :, None] < v[..., None, :]
-        return (more.view(np.int8) - less.view(np.int8)).astype(np.float32)
-
-    sx, sy = signs(x).ravel(), signs(y_rows).reshape(len(y_rows), -1)
-    # Each unordered pair appears twice in the full matrices; the factors of 2 cancel. Sums of
-    # n^2 <= 2^24 signs are exact in float32. einsum, not BLAS: BLAS threads contending on a
-    # busy 2-core machine were measured 50x slower.
-    untied = np.count_nonzero(sx) * np.count_nonzero(sy, axis=1).astype(np.float64)
-    concordance = np.einsum("bn,n->b", sy, sx).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(untied > 0, concordance / np.sqrt(untied), np.nan)
-
-
-def _spearman_rows(x: np.ndarray, y_rows: np.ndarray) -> np.ndarray:
-    """Spearman's rho of x against each row of y_rows at once."""
-    rx, ry = scipy.stats.rankdata(x), scipy.stats.rankdata(y_rows, axis=1)
-    rx, ry = rx - rx.mean(), ry - ry.mean(axis=1, keepdims=True)
-    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (ry * rx).sum(axis=1) / denom, np.nan)
-
-
-# Row-wise twins of the scalar statistics (same numbers, tested against scipy).
-_ROWWISE = {kendall_tau: _kendall_tau_rows, spearman: _spearman_rows}
-_ROWWISE_MAX_N = 300  # beyond this, scipy's O(n log n) tau per row beats O(n^2) signs
-_BLOCK_ELEMENTS = 2**22  # rows x n^2 sign entries per vectorized block (~16 MB)
-
-
-def _statistic_rows(x: np.ndarray, y_rows: np.ndarray, statistic: Statistic) -> np.ndarray:
-    """statistic(x, row) for each row of y_rows, vectorized in blocks for tau and rho."""
-    rowwise = _ROWWISE.get(statistic)
-    if rowwise is None or (statistic is kendall_tau and x.size > _ROWWISE_MAX_N):
-        return np.array([statistic(x, row) for row in y_rows], dtype=np.float64)
-    step = max(1, _BLOCK_ELEMENTS // (x.size * x.size))
-    return np.concatenate([rowwise(x, y_rows[s : s + step]) for s in range(0, len(y_rows), step)])
-
-
-def _check(level: float, n_draws: int) -> None:
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: must be in (0, 1), got {level}")
-    if n_draws < 1:
-        raise ValueError(f"n_boot/n_perm: must be >= 1, got {n_draws}")
-
-
-def _percentile(values: np.ndarray, level: float) -> Interval:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan, math.nan
-    lo, hi = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(lo), float(hi)
-
-
-def _multiplicities(k: int, n_boot: int, seed: int) -> np.ndarray:
-    """n_boot x k counts: how often each of k clusters is drawn in k draws with replacement."""
-    return np.random.default_rng(seed).multinomial(k, np.full(k, 1.0 / k), size=n_boot)
-
-
-def _materialized(codes: np.ndarray, m: np.ndarray) -> Iterable[np.ndarray]:
-    """Run indices of each resample: run i repeated m[cluster of i] times."""
-    return (np.repeat(np.arange(codes.size), row[codes]) for row in m)
-
-
-def _weighted_tau(x: np.ndarray, y: np.ndarray, codes: np.ndarray, k: int, m: np.ndarray):
-    """tau-b of each resample given by cluster multiplicities m (rows); see the module doc."""
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(k))
-    sx, sy = (np.sign(np.subtract.outer(v[order], v[order])) for v in (x, y))
-    m = m.astype(np.float64)
-
-    def quad(pairs: np.ndarray) -> np.ndarray:  # m' A m per row, A = pairs summed per cluster
-        a = np.add.reduceat(np.add.reduceat(pairs, starts, axis=0), starts, axis=1)
-        return (np.einsum("bk,kl->bl", m, a) * m).sum(axis=1)  # einsum: no BLAS threads
-
-    num, dx, dy = quad(sx * sy), quad(np.abs(sx)), quad(np.abs(sy))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(dx * dy > 0, num / np.sqrt(dx * dy), np.nan)
-
-
-def cluster_bootstrap(
-    statistic: Callable[[np.ndarray], float], clusters: Labels, *, strata: Labels | None = None,
-    n_boot: int = 2000, seed: int, level: float = 0.95,
-) -> Interval:
-    """Percentile interval of a statistic of runs, resampling whole clusters with replacement.
-
-    statistic(indices) sees one materialized resample: the indices of its runs, run i repeated
-    as often as its cluster was drawn. Without strata a resample draws K of the K clusters;
-    with strata (a label per run, constant within a cluster) it draws, within each stratum,
-    that stratum's clusters, so every resample keeps each stratum's number of clusters (two
-    families compared, each resampled within itself). NaN resamples are skipped; (nan, nan)
-    with fewer than 2 clusters.
-    """
-    _check(level, n_boot)
-    codes, k = _codes(clusters)
-    if k < 2:
-        return math.nan, math.nan
-    if strata is None:
-        m = _multiplicities(k, n_boot, seed)
-    else:
-        stratum_of: dict[int, Hashable] = {}
-        for c, s in zip(codes.tolist(), strata):
-            if stratum_of.setdefault(c, s) != s:
-                raise ValueError(f"strata: a cluster lies in two strata ({stratum_of[c]!r} and {s!r})")
-        rng, m = np.random.default_rng(seed), np.zeros((n_boot, k), dtype=np.int64)
-        for s in dict.fromkeys(stratum_of.values()):
-            members = [c for c, t in stratum_of.items() if t == s]
-            m[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)), size=n_boot)
-    boot = np.array([statistic(i) for i in _materialized(codes, m)], dtype=np.float64)
-    return _percentile(boot, level)
-
-
-def cluster_bootstrap_ci(
-    x: Values, y: Values, clusters: Labels, *, statistic: Statistic = kendall_tau,
-    n_boot: int = 2000, seed: int, level: float = 0.95,
-) -> Interval:
-    """Percentile interval of statistic(x, y) from resampling whole clusters with replacement.
-
-    Each resample draws K of the K clusters (configurations) with replacement and recomputes the
-    statistic over all runs of the drawn clusters (Davison & Hinkley 1997, sec. 3.8). Kendall's
-    tau uses the exact multiplicity-weighted form of the module doc; other statistics see the
-    materialized resample. NaN resamples are skipped; (nan, nan) if none is left or there are
-    fewer than 2 clusters. One cluster per run gives the naive pair bootstrap.
-    """
-    _check(level, n_boot)
-    xs, ys, (labels,) = _clean(x, y, labels=[clusters])
-    codes, k = _codes(labels)
-    if k < 2:
-        return math.nan, math.nan
-    if statistic is kendall_tau:
-        return _percentile(_weighted_tau(xs, ys, codes, k, _multiplicities(k, n_boot, seed)), level)
-    return cluster_bootstrap(lambda i: statistic(xs[i], ys[i]), labels, n_boot=n_boot, seed=seed, level=level)
-
-
-def _block_permutations(blocks: np.ndarray, clusters: np.ndarray, n_perm: int, rng) -> np.ndarray:
-    """n_perm x n indices: run (c, b) receives run (pi(c), b), pi a permutation of the clusters
-    observed in the same set of blocks as c, one per row. Runs stay in their block; a cluster's
-    runs move together. One cluster per run: plain independent within-block permutations."""
-    cells: dict[tuple[int, int], int] = {}
-    for i, key in enumerate(zip(clusters.tolist(), blocks.tolist())):
-        if cells.setdefault(key, i) != i:
-            raise ValueError(f"clusters/blocks: two runs share cluster and block {key}")
-    strata: dict[tuple[int, ...], list[int]] = {}  # blocks observed -> clusters
-    for c in dict.fromkeys(clusters.tolist()):
-        strata.setdefault(tuple(sorted(b for cc, b in cells if cc == c)), []).append(c)
-    out = np.tile(np.arange(blocks.size), (n_perm, 1))
-    for bs, cs in strata.items():
-        grid = np.array([[cells[c, b] for b in bs] for c in cs])  # clusters x blocks -> run
-        order = rng.permuted(np.tile(np.arange(len(cs)), (n_perm, 1)), axis=1)
-        out[:, grid.ravel()] = grid[order].reshape(n_perm, -1)
-    return out
-
-
-def permutation_pvalue(
-    x: Values, y: Values, blocks: Labels, *, clusters: Labels | None = None,
-    statistic: Statistic = kendall_tau, n_perm: int = 2000, seed: int,
-) -> float:
-    """Two-sided permutation p-value of statistic(x, y), permuting y within each block.
-
-    H0: no association, so y is exchangeable among the runs of a block (blocks = seeds:
-    configurations are permuted within a seed). p = (1 + #{|t_perm| >= |t_obs|}) / (1 + n_perm),
-    never 0 (Phipson & Smyth 2010); a relative tolerance of 1e-9 absorbs rounding. NaN if t_obs
-    is NaN; NaN permuted statistics are dropped from both counts.
-    With clusters (configurations), one permutation of the configurations acts in every block
-    (run (c, s) gets y of run (pi(c), s)), among configurations observed under the same seeds.
-    This keeps y's within-configuration dependence. Permuting each block independently breaks
-    it and is anti-conservative when x and y both carry configuration effects (tested: ~20%
-    rejections at 5%), so pass clusters whenever a configuration has runs in several blocks.
-    """
-    _check(0.5, n_perm)
-    xs, ys, kept = _clean(x, y, labels=[blocks] if clusters is None else [blocks, clusters])
-    observed = statistic(xs, ys) if xs.size else math.nan
-    if not math.isfinite(observed):
+def partial_kendall_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    """Kendall's partial tau of x and y given z (Kendall 1942); NaN where a tau is undefined or
+    z ranks x or y perfectly."""
+    xy, xz, yz = kendall_tau(x, y), kendall_tau(x, z), kendall_tau(y, z)
+    denominator = (1.0 - xz * xz) * (1.0 - yz * yz)
+    if not all(map(math.isfinite, (xy, xz, yz))) or denominator <= 1e-12:  # tau(z, x) = 1 up to rounding
         return math.nan
-    cl = np.arange(xs.size) if clusters is None else _codes(kept[1])[0]
-    perms = _block_permutations(_codes(kept[0])[0], cl, n_perm, np.random.default_rng(seed))
-    null = np.abs(_statistic_rows(xs, ys[perms], statistic))
-    null = null[np.isfinite(null)]
-    return float((1 + np.count_nonzero(null >= abs(observed) * (1.0 - 1e-9))) / (1 + null.size))
+    return (xy - xz * yz) / math.sqrt(denominator)
+
+
+def _t_quantile(level: float, df: int) -> float:
+    return float(scipy.stats.t.ppf((1.0 + level) / 2.0, df))
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> Interval | None:
+    """mean +- t_{k-1} sd / sqrt(k) of k values (None with k < 2)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return None
+    half = _t_quantile(level, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return float(v.mean()) - half, float(v.mean()) + half
+
+
+EXACT_SIGN_FLIP_MAX = 40  # 2 x 2^20 signed half-sums: exact enumeration stays under a second
+
+
+def _signed_sums(values: np.ndarray) -> np.ndarray:
+    """All 2^len(values) sums of +-values (sum over every sign pattern)."""
+    sums = np.zeros(1)
+    for v in values:
+        sums = np.concatenate([sums + v, sums - v])
+    return sums
+
+
+def sign_flip_pvalue(values: Sequence[float], null: float = 0.0) -> float:
+    """Two-sided sign-flip randomization p of mean(values) = null: the share of the 2^k sign
+    patterns of d = values - null whose |sum| reaches the observed |sum| (exact up to k = 40,
+    by meeting in the middle; beyond, the normal approximation, variance sum d^2)."""
+    d = np.asarray(values, dtype=np.float64) - null
+    if d.size == 0:
+        return math.nan
+    observed = abs(float(d.sum()))
+    scale = float(np.abs(d).sum())
+    if observed <= 1e-12 * scale or scale == 0.0:
+        return 1.0
+    if d.size > EXACT_SIGN_FLIP_MAX:
+        return float(2.0 * scipy.stats.norm.sf(observed / math.sqrt(float((d * d).sum()))))
+    threshold = observed - 1e-12 * scale  # ties with the observed sum count, up to rounding
+    half = d.size // 2
+    left, right = _signed_sums(d[:half]), np.sort(_signed_sums(d[half:]))
+    above = right.size - np.searchsorted(right, threshold - left, side="left")
+    below = np.searchsorted(right, -threshold - left, side="right")
+    return float((above.sum() + below.sum()) / 2.0**d.size)
+
+
+def smallest_pvalue(k: int) -> float:
+    """The smallest two-sided sign-flip p with k clusters: 2 / 2^k (1 with none)."""
+    return min(1.0, 2.0 / 2.0**k) if k > 0 else 1.0
+
+
+def cluster_means(values: Values, clusters: Labels) -> tuple[np.ndarray, int]:
+    """(mean of the finite values per cluster in first-appearance order, number of values)."""
+    v, (labels,) = _clean(values, labels=[clusters])
+    codes, k = _codes(labels)
+    return np.bincount(codes, weights=v, minlength=k) / np.bincount(codes, minlength=k), int(v.size)
+
+
+def paired_cluster_test(differences: Values, clusters: Labels, *, null: float = 0.0,
+                        level: float = 0.95) -> ClusterTest:
+    """Mean of the cluster means of matched-pair differences, its t-interval and the exact
+    sign-flip p about `null`: the unit is the cluster, whatever its number of pairs."""
+    means, n = cluster_means(differences, clusters)
+    k = len(means)
+    method = ("exact sign-flip randomization on cluster means" if k <= EXACT_SIGN_FLIP_MAX
+              else "sign-flip randomization on cluster means (normal approximation)") + ", t-interval"
+    if k == 0:
+        return ClusterTest(math.nan, None, None, None, 0, 0, method)
+    return ClusterTest(float(means.mean()), t_interval(means, level), sign_flip_pvalue(means, null),
+                       smallest_pvalue(k), k, n, method)
+
+
+def cluster_jackknife(statistic: Callable[[np.ndarray], float], clusters: Labels, *, null: float = 0.0,
+                      level: float = 0.95) -> Jackknife | None:
+    """Delete-one-cluster jackknife of statistic(keep), keep a boolean mask over the runs.
+
+    None when the statistic is undefined on all runs or fewer than 2 deletions leave it defined.
+    """
+    codes, k = _codes(clusters)
+    estimate = statistic(np.ones(codes.size, dtype=bool))
+    if not math.isfinite(estimate) or k < 2:
+        return None
+    leave_out = np.array([statistic(codes != c) for c in range(k)], dtype=np.float64)
+    leave_out = leave_out[np.isfinite(leave_out)]
+    m = leave_out.size
+    if m < 2:
+        return None
+    stderr = math.sqrt((m - 1) / m * float(((leave_out - leave_out.mean()) ** 2).sum()))
+    half = _t_quantile(level, m - 1) * stderr
+    if stderr == 0.0:
+        p = 1.0 if estimate == null else 0.0
+    else:
+        p = float(2.0 * scipy.stats.t.sf(abs(estimate - null) / stderr, m - 1))
+    return Jackknife(float(estimate), stderr, (float(estimate) - half, float(estimate) + half), p, m)
+
+
+def pooled_within_sd(values: Values, clusters: Labels) -> float | None:
+    """sqrt of the mean within-cluster variance over clusters with >= 2 values: the seed-to-seed
+    standard deviation of a quantity whose clusters are configurations."""
+    v, (labels,) = _clean(values, labels=[clusters])
+    codes, k = _codes(labels)
+    variances = [float(np.var(v[codes == c], ddof=1)) for c in range(k) if np.count_nonzero(codes == c) >= 2]
+    return math.sqrt(float(np.mean(variances))) if variances else None
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -362,15 +330,20 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return out
 
 
-def _group_taus(x: Values, y: Values, ids: Sequence[Hashable | None]) -> dict[Hashable, float]:
-    """Kendall tau within each group id (None: no group) over its runs with both values; NaN
-    if fewer than 2 such runs or constant in x or y."""
+def _members(ids: Sequence[Hashable | None], keep: np.ndarray | None = None) -> dict[Hashable, list[int]]:
     members: dict[Hashable, list[int]] = {}
     for i, g in enumerate(ids):
-        if g is not None:
+        if g is not None and (keep is None or keep[i]):
             members.setdefault(g, []).append(i)
+    return members
+
+
+def _group_taus(x: Values, y: Values, ids: Sequence[Hashable | None], keep: np.ndarray | None = None
+                ) -> dict[Hashable, float]:
+    """Kendall tau within each group id (None: no group) over its runs with both values (and
+    `keep` true); NaN if fewer than 2 such runs or constant in x or y."""
     return {g: kendall_tau(*paired([x[i] for i in run], [y[i] for i in run]))
-            for g, run in members.items()}
+            for g, run in _members(ids, keep).items()}
 
 
 def _mean_or_none(values: Iterable[float]) -> float | None:
@@ -391,47 +364,64 @@ def granulated_tau(x: Values, y: Values, groups: Groups) -> Granulated:
     return Granulated({axis: _group_taus(x, y, ids) for axis, ids in groups.items()})
 
 
-def _psi_interval(measures: Sequence[Granulated], n_boot: int, seed: int, level: float) -> Interval:
-    """Percentile interval of Psi of measures[0] (or of Psi(measures[0]) - Psi(measures[1])).
-    Each resample draws, per axis, that axis's groups with replacement, the same draw for every
-    measure; a group enters when its tau is defined for any measure."""
-    _check(level, n_boot)
-    if any(g.psi_mean is None for g in measures):
-        return math.nan, math.nan
-    rng, axes = np.random.default_rng(seed), []
-    for axis, first in measures[0].group_taus.items():
-        per = [g.group_taus[axis] for g in measures]
-        table = np.array([[p[g] for g in first if any(math.isfinite(q[g]) for q in per)]
-                          for p in per])  # measures x groups, NaN where undefined
-        if table.size:
-            draw = rng.integers(0, table.shape[1], size=(n_boot, table.shape[1]))
-            axes.append(table[:, draw])  # measures x n_boot x groups
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN -> NaN: skipped, as intended
-        boot = np.nanmean(np.stack([np.nanmean(a, axis=2) for a in axes], axis=2), axis=2)
-    return _percentile(boot[0] if len(measures) == 1 else boot[0] - boot[1], level)
+def psi_without(x: Values, y: Values, groups: Groups, full: Granulated, dropped: np.ndarray) -> float:
+    """Psi with the runs in `dropped` left out: only the groups holding one of them change."""
+    keep = ~dropped
+    per_axis = {}
+    for axis, ids in groups.items():
+        touched = {ids[i] for i in np.flatnonzero(dropped) if ids[i] is not None}
+        taus = dict(full.group_taus[axis])
+        for g, run in _members(ids).items():
+            if g in touched:
+                kept = [i for i in run if keep[i]]
+                taus[g] = kendall_tau(*paired([x[i] for i in kept], [y[i] for i in kept]))
+        per_axis[axis] = taus
+    value = Granulated(per_axis).psi_mean
+    return math.nan if value is None else value
 
 
-def psi_ci(
-    x: Values, y: Values, groups: Groups, *, n_boot: int = 2000, seed: int, level: float = 0.95
-) -> tuple[Granulated, Interval]:
-    """(granulated coefficient, percentile interval of Psi) from resampling, within each axis,
-    that axis's groups with replacement and recomputing Psi (psi per axis, then their mean); the
-    interval is (nan, nan) where Psi is undefined."""
-    granulated = granulated_tau(x, y, groups)
-    return granulated, _psi_interval([granulated], n_boot, seed, level)
+def psi_jackknife(xs: Sequence[Values], signs: Sequence[float], y: Values, groups: Groups, clusters: Labels,
+                  *, null: float = 0.0) -> Jackknife | None:
+    """Jackknife (configurations deleted one at a time) of sum_j signs[j] Psi(xs[j], y): one
+    measure's Psi (xs = [x], signs = [1]) or the paired difference of two (signs = [1, -1])."""
+    fulls = [granulated_tau(x, y, groups) for x in xs]
+    if any(g.psi_mean is None for g in fulls):
+        return None
+    codes, _ = _codes(clusters)
+
+    def statistic(keep: np.ndarray) -> float:
+        if keep.all():
+            return sum(s * g.psi_mean for s, g in zip(signs, fulls))
+        return sum(s * psi_without(x, y, groups, g, ~keep) for s, x, g in zip(signs, xs, fulls))
+
+    return cluster_jackknife(statistic, list(codes), null=null)
 
 
-def psi_difference_ci(
-    x_a: Values, x_b: Values, y: Values, groups: Groups, *,
-    n_boot: int = 2000, seed: int, level: float = 0.95,
-) -> tuple[float, Interval]:
-    """(Psi(a) - Psi(b), percentile interval), paired: each resample draws one set of groups per
-    axis and recomputes both measures' Psi on it; nan where undefined."""
-    a, b = granulated_tau(x_a, y, groups), granulated_tau(x_b, y, groups)
-    if a.psi_mean is None or b.psi_mean is None:
-        return math.nan, (math.nan, math.nan)
-    return a.psi_mean - b.psi_mean, _psi_interval([a, b], n_boot, seed, level)
+def correlate(measure_values: Values, target_values: Values, *, clusters: Labels,
+              covariate: Values | None = None) -> Correlation:
+    """Kendall tau-b and Spearman rho across runs, tau's jackknife interval and p (configurations
+    deleted one at a time), and with a covariate Kendall's partial tau given it.
+
+    Runs missing the measure or the target are dropped with their labels (and, for the partial
+    tau, runs missing the covariate); with fewer than 3 left, or tau undefined, the statistics
+    are None.
+    """
+    x, y, (cl,) = _clean(measure_values, target_values, labels=[clusters])
+    n, k = int(x.size), _codes(cl)[1]
+    if n < MIN_PAIRS or not math.isfinite(kendall_tau(x, y)):
+        return Correlation(None, None, None, None, None, None, n=n, n_clusters=k)
+    tau = cluster_jackknife(lambda keep: kendall_tau(x[keep], y[keep]), cl)
+    partial = partial_ci = None
+    if covariate is not None:
+        xz, yz, z, (clz,) = _clean(measure_values, target_values, covariate, labels=[clusters])
+        if xz.size >= MIN_PAIRS:
+            part = cluster_jackknife(lambda keep: partial_kendall_tau(xz[keep], yz[keep], z[keep]), clz)
+            partial = _or_none(partial_kendall_tau(xz, yz, z))
+            partial_ci = part.ci95 if part is not None else None
+    return Correlation(
+        kendall_tau=kendall_tau(x, y), spearman=_or_none(spearman(x, y)),
+        ci95=tau.ci95 if tau is not None else None, p_value=tau.p if tau is not None else None,
+        partial_tau=partial, partial_ci95=partial_ci, n=n, n_clusters=k)
 
 
 def seed_agreement(values: Values, configs: Labels, seeds: Labels) -> SeedAgreement:
@@ -463,53 +453,3 @@ def seed_agreement(values: Values, configs: Labels, seeds: Labels) -> SeedAgreem
     )
 
 
-def correlate(
-    measure_values: Values, target_values: Values, *, clusters: Labels, blocks: Labels,
-    seed: int, n_boot: int = 2000, n_perm: int = 2000,
-) -> Correlation:
-    """Kendall tau-b and Spearman rho across runs, the cluster-bootstrap 95% interval of tau
-    (clusters = configurations) and its permutation p-value (configurations permuted jointly
-    within blocks = seeds; see permutation_pvalue).
-
-    Runs missing either value are dropped with their labels; with fewer than 3 left, or tau
-    undefined, the statistics are None. ci95 is None with fewer than 2 clusters.
-    """
-    x, y, (cl, bl) = _clean(measure_values, target_values, labels=[clusters, blocks])
-    n, k = int(x.size), _codes(cl)[1]
-    if n < MIN_PAIRS:
-        return Correlation(None, None, None, None, n=n, n_clusters=k)
-    tau, rho = _or_none(kendall_tau(x, y)), _or_none(spearman(x, y))
-    ci = p = None
-    if tau is not None:
-        boot_seed, perm_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
-        lo, hi = cluster_bootstrap_ci(x, y, cl, n_boot=n_boot, seed=boot_seed)
-        ci = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
-        p = _or_none(permutation_pvalue(x, y, bl, clusters=cl, n_perm=n_perm, seed=perm_seed))
-    return Correlation(tau, rho, ci, p, n=n, n_clusters=k)
-
-
-def paired_difference_ci(
-    differences: Values, clusters: Labels, *, n_boot: int = 2000, seed: int,
-    level: float = 0.95, statistic: Callable[[np.ndarray], float] = np.mean,
-) -> tuple[float, Interval]:
-    """(statistic of the matched-pair differences, cluster-bootstrap percentile interval).
-
-    E.g. d = log lambda_max at the larger batch minus at the smaller, one per matched pair;
-    clusters = the configurations the pairs belong to, resampled whole (Davison & Hinkley
-    1997, sec. 3.8). For the mean, a resample with multiplicities m_c has mean
-    sum_c m_c S_c / sum_c m_c n_c (S_c, n_c: cluster sums and sizes). nan when no difference
-    is present; the interval is (nan, nan) with fewer than 2 clusters.
-    """
-    _check(level, n_boot)
-    d, (labels,) = _clean(differences, labels=[clusters])
-    if d.size == 0:
-        return math.nan, (math.nan, math.nan)
-    estimate = float(statistic(d))
-    codes, k = _codes(labels)
-    if k < 2:
-        return estimate, (math.nan, math.nan)
-    if statistic is not np.mean:
-        return estimate, cluster_bootstrap(lambda i: statistic(d[i]), labels, n_boot=n_boot, seed=seed, level=level)
-    m = _multiplicities(k, n_boot, seed)
-    sums, sizes = np.bincount(codes, weights=d, minlength=k), np.bincount(codes, minlength=k)
-    return estimate, _percentile((m * sums).sum(axis=1) / (m * sizes).sum(axis=1), level)

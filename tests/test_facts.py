@@ -43,3 +43,32 @@ def test_extremes_name_the_sharpest_and_flattest_optimizer_and_tally_them():
     assert facts.extremes_tally(found) == {"sharpest": {"optimizer": "sgd", "measures": 2},
                                            "flattest": {"optimizer": "sam", "measures": 2}, "n_measures": 3}
     assert facts.extremes_tally([]) is None
+
+
+def _tuned_run(optimizer, lr, batch, seed, val, test=0.9):
+    return {"run": f"{optimizer}-{lr}-{batch}-{seed}", "optimizer": optimizer, "seed": seed, "status": "ok",
+            "converged": True, "hyperparameters": {"lr": lr, "batch_size": batch}, "val_accuracy": val,
+            "val_loss": 1 - val, "test_accuracy": test}
+
+
+def test_lr_optima_flag_an_optimum_on_an_edge_of_its_batch_sizes_grid():
+    grid = {"sgd": {"lr": [0.05, 0.1, 0.2, 0.4], "lr_by_batch": {"32": [0.05, 0.1, 0.2], "128": [0.1, 0.2, 0.4]}}}
+    runs = []
+    for seed in (0, 1):
+        runs += [_tuned_run("sgd", lr, 32, seed, val) for lr, val in ((0.05, 0.90), (0.1, 0.93), (0.2, 0.92))]
+        runs += [_tuned_run("sgd", lr, 128, seed, val) for lr, val in ((0.1, 0.90), (0.2, 0.91), (0.4, 0.92))]
+    optima = {row["fixed"]["batch_size"]: row for row in facts.lr_optima(runs, grid)}
+    assert optima[32]["best_lr"] == 0.1 and not optima[32]["at_edge"] and optima[32]["n_seeds"] == 2
+    assert optima[128]["best_lr"] == 0.4 and optima[128]["at_edge"]  # the largest of B = 128's own grid
+    tuning = facts.tuning(runs, ["sgd"], grid, n_val=1000)
+    assert tuning["n_at_edge"] == 1 and tuning["best"]["optimizer"] == "sgd"
+    assert facts.tuning(runs, ["sgd"], grid, n_val=0)["available"] is False
+
+
+def test_tuning_picks_by_validation_accuracy_and_reports_test_accuracy():
+    runs = [_tuned_run("adam", 0.001, 32, 0, val=0.95, test=0.80), _tuned_run("adam", 0.002, 32, 0, val=0.90, test=0.99),
+            _tuned_run("sgd", 0.1, 32, 0, val=0.93, test=0.97)]
+    chosen = facts.tuned(runs, ("adam",))
+    assert [r["hyperparameters"]["lr"] for r in chosen.values()] == [0.001]  # not the test-best 0.002
+    tuning = facts.tuning(runs, ["sgd", "adam"], {"sgd": {"lr": [0.1]}, "adam": {"lr": [0.001, 0.002]}}, n_val=100)
+    assert tuning["best"]["optimizer"] == "adam" and tuning["best"]["mean"] == 0.80  # chosen on validation

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -47,39 +48,17 @@ def test_constant_input_is_nan():
     assert math.isnan(stats.spearman([1, 2, 3], [5, 5, 5]))
 
 
-def test_tau_and_spearman_equal_scipy_scalar_and_rowwise_with_ties():
+def test_tau_and_spearman_equal_scipy_with_ties():
     rng = np.random.default_rng(3)
     for x in (rng.integers(0, 4, size=9).astype(float), np.ones(9)):  # ties; constant x
         y = rng.integers(0, 5, size=(60, 9)).astype(float)  # ties, some constant rows
         y[0] = 2.0
-        taus, rhos = stats._kendall_tau_rows(x, y), stats._spearman_rows(x, y)
         for i in range(60):
             degenerate = np.ptp(x) == 0 or np.ptp(y[i]) == 0
             ref_tau = math.nan if degenerate else scipy.stats.kendalltau(x, y[i]).statistic
             ref_rho = math.nan if degenerate else scipy.stats.spearmanr(x, y[i]).statistic
-            for got in (taus[i], stats.kendall_tau(x, y[i])):
-                assert got == pytest.approx(ref_tau, nan_ok=True)
-            for got in (rhos[i], stats.spearman(x, y[i])):
-                assert got == pytest.approx(ref_rho, nan_ok=True)
-
-
-def test_weighted_resample_tau_equals_scipy_on_materialized_resamples():
-    rng = np.random.default_rng(5)
-    n, k = 14, 5
-    x = rng.integers(0, 5, size=n).astype(float)  # ties in x and y
-    y = rng.integers(0, 6, size=n).astype(float)
-    codes = np.arange(n) % k
-    m = rng.multinomial(k, np.full(k, 1.0 / k), size=200)
-    m[0] = [1, 1, 1, 1, 1]  # the original sample
-    m[1] = [5, 0, 0, 0, 0]  # one cluster five times
-    got = stats._weighted_tau(x, y, codes, k, m)
-    for row, value in zip(m, got):
-        runs = [i for i in range(n) for _ in range(row[codes[i]])]  # each run w_i = m_c times
-        xs, ys = x[runs], y[runs]
-        expected = math.nan if np.ptp(xs) == 0 or np.ptp(ys) == 0 else (
-            scipy.stats.kendalltau(xs, ys, variant="b").statistic)
-        assert value == pytest.approx(expected, nan_ok=True)
-    assert got[0] == pytest.approx(scipy.stats.kendalltau(x, y).statistic)
+            assert stats.kendall_tau(x, y[i]) == pytest.approx(ref_tau, nan_ok=True)
+            assert stats.spearman(x, y[i]) == pytest.approx(ref_rho, nan_ok=True)
 
 
 def test_holm_hand_computed_and_none_passes_through():
@@ -124,30 +103,6 @@ def test_granulated_tau_hand_computed():
     assert g.taus["lr"] == pytest.approx([1 / 3, -1]) and g.taus["batch"] == pytest.approx([0, -1])
 
 
-def test_psi_difference_hand_computed_and_paired():
-    # Measure b = y itself: every group with two runs has tau 1 (group P defined now too), so
-    # Psi(b) = 1 and Psi(a) - Psi(b) = -5/12 - 1 = -17/12.
-    est, (lo, hi) = stats.psi_difference_ci(PSI_X, PSI_Y, PSI_Y, PSI_GROUPS, n_boot=500, seed=0)
-    assert est == pytest.approx(-17 / 12)
-    assert lo <= est <= hi
-    # A measure compared with itself: paired resampling gives exactly 0 in every resample.
-    est, ci = stats.psi_difference_ci(PSI_X, PSI_X, PSI_Y, PSI_GROUPS, n_boot=500, seed=0)
-    assert est == 0.0 and ci == (0.0, 0.0)
-
-
-def test_psi_ci_closed_form():
-    # One axis, two groups with taus +1 and -1: a resample's mean is +1, 0, -1 with
-    # probabilities 1/4, 1/2, 1/4, so the 2.5% and 97.5% quantiles are -1 and +1.
-    x, y = [1, 2, 1, 2], [1, 2, 2, 1]
-    g, (lo, hi) = stats.psi_ci(x, y, {"lr": ["a", "a", "b", "b"]}, n_boot=2000, seed=1)
-    assert g.psi_mean == 0.0 and g.taus == {"lr": [1.0, -1.0]} and (lo, hi) == (-1.0, 1.0)
-    # Every group tau 1 -> Psi = 1 in every resample.
-    g, interval = stats.psi_ci(x, x, {"lr": ["a", "a", "b", "b"]}, seed=0)
-    assert g.psi_mean == 1.0 and interval == (1.0, 1.0)
-    g, (lo, hi) = stats.psi_ci(x, y, {"lr": [None] * 4}, seed=0)  # no group: undefined
-    assert g.psi_mean is None and math.isnan(lo) and math.isnan(hi)
-
-
 def test_seed_agreement_hand_computed():
     # value[config][seed]; d is tied with c under seed 0, a is missing under seed 2.
     #   seed 0: a=1 b=2 c=3 d=3 | seed 1: a=1 b=3 c=2 d=0 | seed 2: b=5 c=4
@@ -190,13 +145,12 @@ def _true_tau(c, s, r, noise):
     return (1 - w) * 2 / math.pi * math.asin(r / (1 + noise**2))
 
 
-def _coverage(c, s, r, noise, reps, n_boot, naive=False, seed=0):
+def _jackknife_coverage(c, s, r, noise, reps, seed=0):
     rng = np.random.default_rng(seed)
     truth, hits = _true_tau(c, s, r, noise), 0
-    for rep in range(reps):
+    for _ in range(reps):
         x, y, configs, _ = _clustered(rng, c, s, r, noise)
-        labels = np.arange(x.size) if naive else configs
-        lo, hi = stats.cluster_bootstrap_ci(x, y, labels, n_boot=n_boot, seed=rep)
+        lo, hi = stats.correlate(x, y, clusters=configs).ci95
         hits += lo <= truth <= hi
     return hits / reps
 
@@ -208,162 +162,136 @@ def test_true_tau_formula_by_monte_carlo():
     assert np.mean(taus) == pytest.approx(_true_tau(10, 3, 0.6, 0.7), abs=0.01)  # SE ~ 0.004
 
 
-def test_cluster_bootstrap_covers_the_truth():
-    coverage = _coverage(c=24, s=2, r=0.5, noise=0.7, reps=200, n_boot=400)
-    assert 0.88 <= coverage <= 0.99
+def test_configuration_jackknife_interval_covers_the_truth():
+    # 36 configurations x 3 seeds, as the quick profile: nominal 95 %, measured ~0.93-0.95
+    coverage = _jackknife_coverage(c=36, s=3, r=0.5, noise=0.7, reps=300)
+    assert 0.90 <= coverage <= 0.99
 
 
-def test_naive_bootstrap_undercovers_under_strong_clustering():
-    # Seeds nearly replicate each other: 96 runs carry the information of ~24, so resampling
-    # runs understates the spread ~2x while resampling configurations does not.
-    naive = _coverage(c=24, s=4, r=0.5, noise=0.1, reps=200, n_boot=400, naive=True)
-    cluster = _coverage(c=24, s=4, r=0.5, noise=0.1, reps=200, n_boot=400)
-    assert naive < 0.8
-    assert 0.88 <= cluster <= 0.99
-
-
-def test_cluster_bootstrap_generic_statistic_and_edge_cases():
-    # The mean of x over a resample of clusters with sizes 1 and 3 (x = 0 | 4, 4, 4): resample
-    # means are 0 (p 1/4), 3 (p 1/2) or 4 (p 1/4) -> 2.5% and 97.5% quantiles 0 and 4.
-    x, y, cl = [0.0, 4.0, 4.0, 4.0], [1.0, 2.0, 3.0, 4.0], ["a", "b", "b", "b"]
-    lo, hi = stats.cluster_bootstrap_ci(x, y, cl, statistic=lambda a, b: a.mean(), seed=0)
-    assert (lo, hi) == (0.0, 4.0)
-    # Perfect ranking: every non-degenerate resample has tau 1.
-    assert stats.cluster_bootstrap_ci([1, 2, 3, 4], [1, 2, 3, 5], [0, 0, 1, 1], seed=0) == (1, 1)
-    assert all(map(math.isnan, stats.cluster_bootstrap_ci([1, 2], [1, 2], [0, 0], seed=0)))
-    # Missing values are dropped together with their labels.
-    with_missing = stats.cluster_bootstrap_ci([1, None, 2, 3, 4], [1, 9, 2, 3, 5],
-                                              [0, 7, 0, 1, 1], seed=0)
-    assert with_missing == (1.0, 1.0)
-    with pytest.raises(ValueError, match="level"):
-        stats.cluster_bootstrap_ci([1, 2, 3], [1, 2, 3], [0, 1, 2], seed=0, level=1.5)
-
-
-def test_cluster_bootstrap_of_run_indices_matches_the_closed_form_mean_and_keeps_strata():
-    rng = np.random.default_rng(4)
-    d = rng.normal(size=30)
-    cl = np.repeat(np.arange(10), 3).tolist()
-    # Materialized resamples and the closed form (cluster sums over cluster sizes) draw the same
-    # multiplicities from one seed, so the mean's intervals agree to rounding.
-    _, closed = stats.paired_difference_ci(d.tolist(), cl, n_boot=500, seed=7)
-    assert stats.cluster_bootstrap(lambda i: d[i].mean(), cl, n_boot=500, seed=7) == pytest.approx(closed)
-    # Strata: clusters 0-3 form family a (12 runs), 4-9 family b. Resampling within families
-    # keeps 12 runs of a in every resample; resampling across them does not.
-    family = ["a" if c < 4 else "b" for c in cl]
-    count_a = lambda i: float(sum(family[j] == "a" for j in i))  # noqa: E731
-    assert stats.cluster_bootstrap(count_a, cl, strata=family, n_boot=300, seed=0) == (12.0, 12.0)
-    lo, hi = stats.cluster_bootstrap(count_a, cl, n_boot=300, seed=0)
-    assert lo < 12.0 < hi
-    with pytest.raises(ValueError, match="strata: a cluster lies in two strata"):
-        stats.cluster_bootstrap(count_a, cl, strata=["a"] * 29 + ["b"], seed=0)
-    assert all(map(math.isnan, stats.cluster_bootstrap(count_a, [0] * 30, seed=0)))
-
-
-def test_block_permutations_stay_in_blocks_and_move_clusters_together():
-    rng = np.random.default_rng(0)
-    blocks = np.array([0, 1, 0, 2, 1, 0, 2])
-    perms = stats._block_permutations(blocks, np.arange(7), 300, rng)  # one run per cluster
-    for row in perms:
-        assert (blocks[row] == blocks).all()  # every run draws from its own block
-        assert sorted(row) == list(range(7))  # a permutation: each block keeps its multiset
-    assert len({tuple(row) for row in perms}) == 3 * 2 * 1 * 2 * 2  # 3! 2! 2! = 24 possible
-    # 3 configurations x 2 seeds, plus configuration 3 seen only under seed 0.
-    clusters = np.array([0, 0, 1, 1, 2, 2, 3])
-    blocks = np.array([0, 1, 0, 1, 0, 1, 0])
-    for row in stats._block_permutations(blocks, clusters, 100, rng):
-        assert (blocks[row] == blocks).all()
-        for c in range(3):  # both seeds of configuration c receive one configuration's runs
-            assert len(set(clusters[row[clusters == c]])) == 1
-        assert row[6] == 6  # no other configuration is observed under exactly {seed 0}
-    with pytest.raises(ValueError, match="share"):
-        stats._block_permutations(np.array([0, 0]), np.array([1, 1]), 5, rng)
-
-
-def _null_rejections(clusters: bool, reps: int = 300) -> int:
-    """How often p <= 0.05 in 300 replications where x and y are independent, both with strong
-    configuration effects (16 configurations x 3 seeds, noise sd 0.3; blocks = seeds)."""
-    rng, small = np.random.default_rng(1), 0
-    for rep in range(reps):
-        x, y, configs, seeds = _clustered(rng, 16, 3, 0.0, 0.3)
-        p = stats.permutation_pvalue(x, y, seeds, clusters=configs if clusters else None,
-                                     n_perm=199, seed=rep)
-        small += p <= 0.05
-    return small
-
-
-def test_permutation_pvalue_uniform_under_h0_with_cluster_permutations():
-    # Under H0 configurations are exchangeable, so permuting them (the same permutation in
-    # each seed) leaves the data's law unchanged; with n_perm = 199 the p-value is uniform on
-    # {1/200, ..., 1}: P(p <= 0.05) = 0.05. Binomial(300, 0.05): mean 15, sd 3.8.
-    assert 4 <= _null_rejections(clusters=True) <= 28
-
-
-def test_independent_within_block_permutation_is_anti_conservative_with_clustering():
-    # Permuting each seed separately breaks y's within-configuration correlation, so the
-    # permutation null is too narrow: H0 is rejected 18-24% of the time (54 of 300 here; over
-    # other data seeds 54-72), far above the band's upper edge 28.
-    assert _null_rejections(clusters=False) > 40
-
-
-def test_permutation_pvalue_strong_association_and_block_structure():
+def test_run_level_jackknife_undercovers_under_strong_clustering():
+    # treating runs as independent (one cluster per run) ignores the configurations: too narrow
     rng = np.random.default_rng(2)
-    x, y, configs, seeds = _clustered(rng, 24, 2, 0.95, 0.1)
-    # No permutation comes near tau ~ 0.8: p is its minimum 1 / (1 + n_perm).
-    for cl in (None, configs):
-        p = stats.permutation_pvalue(x, y, seeds, clusters=cl, n_perm=499, seed=0)
-        assert p == pytest.approx(1 / 500)
-    # y depends only on the block: tau(x, y) = 1, but permuting within blocks changes nothing.
-    blocks = [0, 0, 1, 1, 2, 2]
-    assert stats.permutation_pvalue([1, 1, 2, 2, 3, 3], [1, 1, 2, 2, 3, 3], blocks,
-                                    n_perm=50, seed=0) == 1.0
-    assert math.isnan(stats.permutation_pvalue([1, 1, 1], [1, 2, 3], [0, 0, 0], seed=0))
-    # The other paths: spearman vectorized, tau through scipy for n > 300 runs.
-    x, y, configs, seeds = _clustered(rng, 160, 2, 0.9, 0.1)
-    for statistic in (stats.spearman, stats.kendall_tau):
-        p = stats.permutation_pvalue(x, y, seeds, clusters=configs, statistic=statistic,
-                                     n_perm=99, seed=0)
-        assert p == pytest.approx(1 / 100)
+    truth, hits = _true_tau(20, 4, 0.5, 0.3), 0
+    for _ in range(200):
+        x, y, _, _ = _clustered(rng, 20, 4, 0.5, 0.3)
+        lo, hi = stats.correlate(x, y, clusters=np.arange(x.size)).ci95
+        hits += lo <= truth <= hi
+    assert hits / 200 < 0.85
 
 
-def test_correlate_drops_missing_with_labels_and_reports_counts():
-    x = [1.0, 2.0, None, 4.0, 5.0, float("nan"), 6.0]
-    y = [1.0, 3.0, 2.0, 2.0, 6.0, 1.0, 7.0]
-    clusters = ["a", "a", "z", "b", "b", "y", "c"]
-    blocks = [0, 1, 0, 0, 1, 0, 0]
-    result = stats.correlate(x, y, clusters=clusters, blocks=blocks, seed=0, n_boot=300,
-                             n_perm=200)
-    assert result.n == 5 and result.n_clusters == 3
-    kept_x, kept_y = [1, 2, 4, 5, 6], [1, 3, 2, 6, 7]
-    assert result.kendall_tau == pytest.approx(scipy.stats.kendalltau(kept_x, kept_y).statistic)
-    assert result.spearman == pytest.approx(scipy.stats.spearmanr(kept_x, kept_y).statistic)
-    assert result.ci95[0] <= result.kendall_tau <= result.ci95[1]
-    assert 1 / 201 <= result.p_value <= 1.0
-    again = stats.correlate(x, y, clusters=clusters, blocks=blocks, seed=0, n_boot=300,
-                            n_perm=200)
-    assert again == result  # deterministic given the seed
+def test_sign_flip_pvalue_equals_brute_force_enumeration():
+    rng = np.random.default_rng(4)
+    for k in (1, 2, 5, 9, 12):
+        d = rng.normal(0.3, 1.0, size=k)
+        patterns = np.array(list(itertools.product((1.0, -1.0), repeat=k)))
+        brute = np.mean(np.abs(patterns @ d) >= abs(d.sum()) - 1e-12)
+        assert stats.sign_flip_pvalue(d) == pytest.approx(brute, abs=1e-12)
+    # by hand: d = (1, 2, 3), sum 6; |sums| of the 8 patterns: 6 4 2 0 0 2 4 6 -> two reach 6
+    assert stats.sign_flip_pvalue([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    assert stats.sign_flip_pvalue([2.0, 3.0, 4.0], null=1.0) == pytest.approx(2 / 8)  # about the null
+    assert stats.sign_flip_pvalue([1.0, -1.0]) == 1.0  # sum 0: every pattern reaches it
+    assert math.isnan(stats.sign_flip_pvalue([]))
+
+
+def test_sign_flip_is_exact_up_to_40_clusters_and_normal_beyond():
+    d = np.linspace(0.1, 1.0, 40) * np.where(np.arange(40) % 3, 1.0, -1.0)
+    exact = stats.sign_flip_pvalue(d)
+    normal = 2 * scipy.stats.norm.sf(abs(d.sum()) / math.sqrt((d * d).sum()))
+    assert exact == pytest.approx(normal, rel=0.15)  # close, but exact: a multiple of 2^-40
+    assert (exact * 2.0**40) == pytest.approx(round(exact * 2.0**40))
+    wide = np.concatenate([d, [0.5]])
+    assert stats.sign_flip_pvalue(wide) == pytest.approx(
+        2 * scipy.stats.norm.sf(abs(wide.sum()) / math.sqrt((wide * wide).sum())))
+
+
+def test_smallest_attainable_p_with_3_4_and_12_clusters():
+    assert stats.smallest_pvalue(3) == 0.25
+    assert stats.smallest_pvalue(4) == 0.125
+    assert stats.smallest_pvalue(12) == pytest.approx(2 / 4096)
+    # and it is attained: all clusters on one side, distinct magnitudes
+    for k in (3, 4, 12):
+        assert stats.sign_flip_pvalue(np.arange(1.0, k + 1)) == pytest.approx(stats.smallest_pvalue(k))
+
+
+def test_paired_cluster_test_averages_within_clusters_first():
+    # clusters a: (1, 3) -> 2, b: (4,) -> 4, c: (-1, 1, 3) -> 1; mean of means 7/3, not the run mean
+    test = stats.paired_cluster_test([1.0, 3.0, 4.0, -1.0, 1.0, 3.0], list("aabccc"))
+    assert test.estimate == pytest.approx(7 / 3) and test.n_clusters == 3 and test.n_pairs == 6
+    sd = np.std([2.0, 4.0, 1.0], ddof=1)
+    half = scipy.stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert test.ci95 == pytest.approx((7 / 3 - half, 7 / 3 + half))
+    assert test.p == pytest.approx(0.25) and test.p_min == 0.25  # all three positive: the extreme pattern
+    single = stats.paired_cluster_test([1.0, 2.0], ["a", "a"])
+    assert single.ci95 is None and single.p == 1.0 and single.n_clusters == 1
+    assert stats.paired_cluster_test([None, float("nan")], ["a", "b"]).n_clusters == 0
+
+
+def test_jackknife_of_the_mean_is_the_t_interval():
+    # for the mean of cluster means the delete-one jackknife SE equals sd / sqrt(k) exactly
+    values = np.array([0.3, -0.1, 0.5, 0.9, 0.2])
+    clusters = np.arange(5)
+    jack = stats.cluster_jackknife(lambda keep: values[keep].mean(), clusters)
+    assert jack.stderr == pytest.approx(values.std(ddof=1) / math.sqrt(5))
+    assert jack.ci95 == pytest.approx(stats.t_interval(values))
+    t = values.mean() / jack.stderr
+    assert jack.p == pytest.approx(2 * scipy.stats.t.sf(abs(t), 4))
+    assert stats.cluster_jackknife(lambda keep: values[keep].mean(), [0] * 5) is None  # one cluster
+
+
+def test_partial_tau_is_kendalls_formula_and_undefined_when_z_ranks_x():
+    x, y, z = [1, 2, 3, 4, 5], [2, 1, 4, 3, 5], [1, 3, 2, 5, 4]
+    # by hand: tau_xy = 6/10, tau_xz = 6/10, tau_yz = 2/10 -> (0.6 - 0.12) / sqrt(0.64 * 0.96)
+    assert stats.kendall_tau(x, y) == pytest.approx(0.6) and stats.kendall_tau(x, z) == pytest.approx(0.6)
+    assert stats.kendall_tau(y, z) == pytest.approx(0.2)
+    assert stats.partial_kendall_tau(x, y, z) == pytest.approx(0.48 / math.sqrt(0.64 * 0.96))
+    assert math.isnan(stats.partial_kendall_tau(x, y, x))  # z = x: nothing is left to correlate
+
+
+def test_psi_jackknife_deletes_whole_configurations():
+    rng = np.random.default_rng(8)
+    configs = [f"{o}-{lr}" for o in "abc" for lr in range(3) for _ in range(2)]
+    seeds = [s for _ in range(9) for s in range(2)]
+    groups = {"lr": [(c.split("-")[0], s) for c, s in zip(configs, seeds)],
+              "optimizer": [(c.split("-")[1], s) for c, s in zip(configs, seeds)]}
+    x, y = rng.normal(size=18).tolist(), rng.normal(size=18).tolist()
+    jack = stats.psi_jackknife([x], [1.0], y, groups, configs)
+    full = stats.granulated_tau(x, y, groups).psi_mean
+    assert jack.estimate == pytest.approx(full)
+    # each deletion equals Psi recomputed from scratch without that configuration's runs
+    names = list(dict.fromkeys(configs))
+    leave = []
+    for name in names:
+        keep = [i for i, c in enumerate(configs) if c != name]
+        sub = {a: [ids[i] for i in keep] for a, ids in groups.items()}
+        leave.append(stats.granulated_tau([x[i] for i in keep], [y[i] for i in keep], sub).psi_mean)
+    leave = np.array(leave)
+    assert jack.stderr == pytest.approx(math.sqrt(8 / 9 * ((leave - leave.mean()) ** 2).sum()))
+    difference = stats.psi_jackknife([x, y], [1.0, -1.0], y, groups, configs)
+    assert difference.estimate == pytest.approx(full - stats.granulated_tau(y, y, groups).psi_mean)
+
+
+def test_correlate_is_deterministic_drops_missing_and_reports_counts():
+    x = [1.0, 2.0, None, 4.0, 5.0, 6.0, 2.5, 3.5]
+    y = [1.0, 2.5, 3.0, 3.5, 5.5, 6.0, 2.0, 4.0]
+    clusters = [0, 0, 1, 1, 2, 2, 3, 3]
+    result = stats.correlate(x, y, clusters=clusters, covariate=[1, 2, 3, 4, 5, 6, 7, 8])
+    assert result.n == 7 and result.n_clusters == 4
+    assert result.kendall_tau == pytest.approx(scipy.stats.kendalltau([1, 2, 4, 5, 6, 2.5, 3.5],
+                                                                      [1, 2.5, 3.5, 5.5, 6, 2, 4]).statistic)
+    assert result == stats.correlate(x, y, clusters=clusters, covariate=[1, 2, 3, 4, 5, 6, 7, 8])
+    assert result.partial_tau is not None and result.ci95 is not None
 
 
 def test_correlate_small_n_and_constant():
-    small = stats.correlate([1.0, 2.0, None], [1.0, 2.0, 3.0], clusters=[0, 1, 2],
-                            blocks=[0, 0, 0], seed=0)
-    assert small == stats.Correlation(None, None, None, None, n=2, n_clusters=2)
-    flat = stats.correlate([1.0] * 4, [1.0, 2.0, 3.0, 4.0], clusters=[0, 0, 1, 1],
-                           blocks=[0, 1, 0, 1], seed=0)
-    assert flat.kendall_tau is None and flat.ci95 is None and flat.p_value is None
-    one = stats.correlate([1, 2, 3], [1, 2, 4], clusters=[0, 0, 0], blocks=[0, 1, 2], seed=0)
+    small = stats.correlate([1.0, 2.0, None], [1.0, 2.0, 3.0], clusters=[0, 1, 2])
+    assert small.kendall_tau is None and small.n == 2
+    flat = stats.correlate([1.0] * 4, [1.0, 2.0, 3.0, 4.0], clusters=[0, 0, 1, 1])
+    assert flat.kendall_tau is None and flat.ci95 is None
+    one = stats.correlate([1, 2, 3], [1, 2, 4], clusters=[0, 0, 0])
     assert one.kendall_tau == pytest.approx(1.0) and one.ci95 is None and one.n_clusters == 1
 
 
-def test_paired_difference_ci_closed_form():
-    # Cluster means 0 (a: one pair) and 3 (b: three pairs), pooled per run: a resample of two
-    # clusters has mean 0 (aa, p 1/4), (0 + 9) / 4 = 2.25 (ab or ba, p 1/2) or 3 (bb, p 1/4).
-    d, cl = [0.0, 2.0, 3.0, 4.0, None], ["a", "b", "b", "b", "c"]
-    est, (lo, hi) = stats.paired_difference_ci(d, cl, n_boot=2000, seed=0)
-    assert est == pytest.approx(2.25) and (lo, hi) == (0.0, 3.0)
-    boots = stats.paired_difference_ci(d, cl, n_boot=2000, seed=0, level=0.4)[1]
-    assert boots == pytest.approx((2.25, 2.25))  # the middle 40% is all 2.25
-    # A generic statistic sees the materialized resample: median of {0}, {2,3,4}, or both.
-    est, (lo, hi) = stats.paired_difference_ci(d, cl, n_boot=2000, seed=0, statistic=np.median)
-    assert est == 2.5 and (lo, hi) == (0.0, 3.0)
-    assert stats.paired_difference_ci([1.0, 2.0], [0, 0], n_boot=10, seed=0)[1] == pytest.approx(
-        (math.nan, math.nan), nan_ok=True)
+def test_pooled_within_sd():
+    # configs a: 1, 3 (var 2), b: 2, 2, 5 (var 3), c: one value (skipped) -> sqrt(2.5)
+    assert stats.pooled_within_sd([1, 3, 2, 2, 5, 9], list("aabbbc")) == pytest.approx(math.sqrt(2.5))
+    assert stats.pooled_within_sd([1, 2], ["a", "b"]) is None
