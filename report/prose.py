@@ -67,10 +67,13 @@ def design_sentence(summary: Summary) -> str:
     spread = (f"the generalization gaps of the converged runs span {words_pp(d['gap_spread'])} "
               f"({words_pp(d['gap_min'], unit=False)} to {words_pp(d['gap_max'])})"
               if d["gap_spread"] is not None else "no run converged, so the gaps have no spread")
+    validation = (f"; whatever is chosen is chosen on {words_int(data['n_val'])} validation images disjoint from both"
+                  if data.get("n_val") else "")
     return (
         f"We train LeNet-5 on {words_int(data['n_train'])} {data['display_name']} training images in "
         f"{plural(d['n_runs'], 'run')}: {plural(d['n_configurations'], 'configuration')} ({axes_text(summary)}) "
-        f"× {plural(len(d['seeds']), 'seed')} ({seeds}); {joined(fits)}; {spread}."
+        f"× {plural(len(d['seeds']), 'seed')} ({seeds}); {joined(fits)}; {spread}; test accuracy is measured on "
+        f"{words_int(data['n_test'])} test images{validation}."
     )
 
 
@@ -123,7 +126,7 @@ def correlation_sentence(summary: Summary, target: str = facts.TARGET) -> str:
     found = [r for r in rows if r["significant"] and r["direction"] != "undetermined"]
     if not found:
         return (f"For every sharpness and Hessian measure, the direction of the rank correlation with {name} is "
-                f"undetermined: no Holm-adjusted permutation test is significant ({sample}).")
+                f"undetermined: no Holm-adjusted jackknife test is significant ({sample}).")
     by_direction = []
     for direction in ("positive", "negative"):
         mine = [r for r in found if r["direction"] == direction]
@@ -132,7 +135,7 @@ def correlation_sentence(summary: Summary, target: str = facts.TARGET) -> str:
             by_direction.append(f"a {direction} one for {listed}")
     rest = len(rows) - len(found)
     tail = f"; for the other {plural(rest, 'measure')} the direction is undetermined" if rest else ""
-    return (f"Holm-adjusted permutation tests ({sample}) find a rank correlation with {name}: "
+    return (f"Holm-adjusted jackknife tests over configurations ({sample}) find a rank correlation with {name}: "
             f"{'; '.join(by_direction)}{tail}.")
 
 
@@ -140,20 +143,30 @@ def baselines_sentence(summary: Summary, target: str = facts.TARGET) -> str:
     rows = [r for r in _tested(summary, target) if r["beats_baselines"] is not None]
     if not rows:
         return ""
-    winners = [words(summary, r["measure"]) for r in rows if r["beats_baselines"]]
+    best = rows[0]["versus_baseline"]["baseline"]
+    best_row = facts.correlation(summary, best, target)
+    reference = (f"the best baseline, {words(summary, best)} (Ψ = {words_num(best_row['psi_mean'])})"
+                 if best_row else "the best baseline")
+    winners = [f"{words(summary, r['measure'])} (difference {words_num(r['versus_baseline']['difference'])}, 95 % CI "
+               f"{words_ci(r['versus_baseline']['ci95'])})" for r in rows if r["beats_baselines"]]
     if not winners:
-        return f"No sharpness or Hessian measure's Ψ beats the baselines against {words(summary, target)}."
+        return (f"No sharpness or Hessian measure beats {reference} against {words(summary, target)}: for none does the "
+                "95 % interval of its Ψ minus the baseline's |Ψ| lie above 0.")
     return (f"Against {words(summary, target)}, {plural(len(winners), 'measure')} of {len(rows)} "
-            f"{_verb(len(winners), 'beats', 'beat')} the baselines by Ψ: {joined(winners)}.")
+            f"{_verb(len(winners), 'beats', 'beat')} {reference}, the 95 % interval of the Ψ difference lying above 0: "
+            f"{joined(winners)}.")
 
 
 def noise_floor_sentence(summary: Summary) -> str:
     floor = (summary.get("noise_floor") or {}).get("generalization_gap") or {}
     if not floor.get("n_comparisons"):
         return "With one seed per configuration (or no converged pair of seeds) there is no seed-to-seed noise floor."
+    sd = floor.get("seed_sd")
+    spread = (f"; one configuration's gap varies between seeds with a standard deviation of {words_pp(sd)}"
+              if sd is not None else "")
     return (f"Between seeds, the generalization gap ranks the configurations with Kendall "
             f"τ = {words_num(floor.get('kendall_tau'))} ({plural(floor['n_comparisons'], 'comparison')} of two "
-            f"configurations under two seeds); each measure's own seed-to-seed τ is its noise floor.")
+            f"configurations under two seeds){spread}; each measure's own seed-to-seed τ is its noise floor.")
 
 
 # ---- the rescaling experiment (Dinh et al. 2017) -------------------------------------------
@@ -284,13 +297,17 @@ def discussion(summary: Summary) -> tuple[str, ...]:
     d = summary["design"]
     out = []
     if d["gap_spread"] is not None and d.get("gap_stderr_median") is not None:
+        seed = (f", and a configuration's gap varies between seeds with a standard deviation of "
+                f"{words_pp(d['gap_seed_sd'])}" if d.get("gap_seed_sd") is not None else "")
         out.append(f"The converged runs' generalization gaps span {words_pp(d['gap_spread'])}; the median standard "
-                   f"error of one run's gap (from the finite test set) is {words_pp(d['gap_stderr_median'])}.")
+                   f"error of one run's gap from the finite test set alone is {words_pp(d['gap_stderr_median'])}{seed}.")
     best = summary.get("best")
     if best and best.get("mean") is not None:
         spread = f" ± {words_pct(best['std'], unit=False)}" if best.get("std") is not None else ""
-        out.append(f"{style.optimizer_label(best['optimizer'])} reaches the best mean test accuracy, "
-                   f"{words_pct(best['mean'], unit=False)}{spread} % (n = {best['n']} converged runs).")
+        out.append(f"Tuned on the validation set (per batch size and seed, the learning rate with the best validation "
+                   f"accuracy), {style.optimizer_label(best['optimizer'])} reaches the best validation accuracy, "
+                   f"{words_pct(best['val_accuracy'])}; its test accuracy is {words_pct(best['mean'], unit=False)}{spread} % "
+                   f"(n = {best['n']} tuned runs). The test set chose nothing.")
     extremes = _extremes_sentence(summary)
     if extremes:
         out.append(extremes)
@@ -323,6 +340,7 @@ def limitations(summary: Summary) -> tuple[str, ...]:
     subsets = _subsets_sentence(summary)
     if subsets:
         out.append(subsets)
+    out += _design_limits(summary)
     for key, what in (("capped", "did not reach the stop rule (capped)"), ("diverged", "diverged")):
         if d[f"n_{key}"]:
             out.append(f"{d[f'n_{key}']} of {d['n_runs']} runs {what}; they are listed but enter no aggregate, "
@@ -351,6 +369,38 @@ def limitations(summary: Summary) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _design_limits(summary: Summary) -> list[str]:
+    """Grid edges, the confounds the design leaves, and the claims' multiplicity correction."""
+    out = []
+    tuning = summary["tuning"]
+    if not tuning["available"]:
+        out.append("There is no validation set, so nothing is tuned: every comparison that needs tuning is not testable.")
+    else:
+        cells = tuning["lr_optima"]
+        edges = [c for c in cells if c["at_edge"]]
+        if edges:
+            listed = joined([f"{style.optimizer_label(c['optimizer'])} at B = {c['fixed'].get('batch_size', '?')}"
+                             for c in edges[:6]]) + (f" and {len(edges) - 6} more" if len(edges) > 6 else "")
+            out.append(f"For {len(edges)} of {len(cells)} optimizer and batch-size cells the validation optimum lies at an "
+                       f"edge of the learning-rate grid ({listed}): the best learning rate may lie beyond it.")
+        else:
+            out.append(f"In all {len(cells)} optimizer and batch-size cells the validation optimum lies strictly inside the "
+                       "learning-rate grid.")
+    out.append("Batch-size effects at a fixed learning rate also change η/B, the SGD noise scale; the claims at fixed η/B "
+               "separate the two but rest on fewer configuration pairs.")
+    d = summary["design"]
+    if d.get("train_loss_min") is not None:
+        out.append(f"The stop rule bounds the final training loss without equalizing it (it ranges from "
+                   f"{words_sci(d['train_loss_min'])} to {words_sci(d['train_loss_max'])}); the correlation table gives "
+                   "Kendall's partial τ given it, and it is a baseline.")
+    family = [c for c in summary["claims"] if c["p_holm"] is not None]
+    if family:
+        out.append(f"Holm's correction runs over the {len(family)} claims decided by a p-value, controlling the "
+                   "family-wise error at 5 %; claims whose clusters cannot reach p < 0.05 are inconclusive and stay outside "
+                   "the family.")
+    return out
+
+
 @dataclass(frozen=True)
 class CheckItem:
     item: str
@@ -375,7 +425,10 @@ def checklist(summary: Summary) -> tuple[CheckItem, ...]:
         CheckItem("Hyperparameters", "yes: the grid and every optimizer's settings", "design"),
         CheckItem("Random seeds", f"yes: {plural(n_seeds, 'seed')} per configuration, listed", "design"),
         CheckItem("Error bars", errors, "optimizers"),
-        CheckItem("Statistics", "Kendall τ with configuration-resampled intervals, permutation p-values, Holm", "correlation"),
+        CheckItem("Statistics", "Kendall τ with jackknife intervals over configurations, exact sign-flip tests on cluster "
+                  "means for the claims, Holm; no result depends on a random seed", "correlation"),
+        CheckItem("Selection", "learning rates and the best optimizer chosen on a validation set; the test set only reports",
+                  "design"),
         CheckItem("Published claims", f"yes: {plural(len(summary['claims']), 'claim')}, each with its rule and verdict", "claims"),
         CheckItem("Failed runs reported", f"yes: {d['n_capped']} capped, {d['n_diverged']} diverged, listed", "failed"),
         CheckItem("Comparison with prior work", prior, "original"),

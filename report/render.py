@@ -123,6 +123,7 @@ def build_context(summary: Mapping[str, Any], plan: Mapping[str, str | None], fi
         "density_runs": str(summary["limitations"].get("density_runs") or "runs listed"),
         "grid": tables.grid(summary),
         "hparams": tables.hparams(summary),
+        "tuning": tables.tuning(summary),
         "settings": tables.settings(summary),
         "measures": tables.measures(summary),
         "data_desc": tables.data_descriptions(summary),
@@ -135,6 +136,7 @@ def build_context(summary: Mapping[str, Any], plan: Mapping[str, str | None], fi
             summary, [*facts.measures(summary, "hessian"), *tables.CURVATURE_ROWS]),
         "sharpness_rows": tables.optimizer_block(summary, facts.measures(summary, "sharpness")),
         "layer_norms": tables.layer_norms(summary),
+        "balance_rows": tables.optimizer_block(summary, ["balance_log_ratio"]),
         "extremes": tables.extremes(summary),
         "dinh": tables.dinh(summary),
         "interpolation": {

@@ -150,7 +150,12 @@ QUANTITY_LABELS = {
                                  "the generalization gap"),
     "test_error": _label("test error", "test error", "test error (%)", "the test error"),
     "test_accuracy": _label("test accuracy", "test accuracy", "test accuracy (%)"),
-    "train_loss": _label("train loss", "train loss", "training loss", "the training loss"),
+    "train_loss": _label("train loss", "train loss", "training loss", "the final training loss"),
+    "val_accuracy": _label("validation accuracy", "validation accuracy", "validation accuracy (%)"),
+    "stability_ratio": _label(r"$\lambda_{\max}\eta/2(1+\beta)$", "λ_max η/2(1+β)", r"$\lambda_{\max}\eta/2(1+\beta)$",
+                              "λ_max η / (2(1 + β))"),
+    "balance_log_ratio": _label(r"$\log_{10}(\text{balanced}/\lambda_{\max})$", "log₁₀(balanced λ_max / λ_max)",
+                                r"$\log_{10}(\mathrm{balanced}/\lambda_{\max})$", "log₁₀ of balanced λ_max over λ_max"),
 }
 
 # adaptive m-sharpness variants: adaptive_linf_m128_rho0.002, adaptive_l2_m128_rho2

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 from report import facts, formats, style
 
 Summary = Mapping[str, Any]
-UNITS = {"test_accuracy": "%", "test_error": "%", "generalization_gap": "pp"}  # fractions, printed x 100
-ACCURACY_ROWS = ("test_accuracy", "generalization_gap", "train_loss", "epochs_to_fit")
-CURVATURE_ROWS = ("min_eigenvalue", "gradient_norm")
+UNITS = {"test_accuracy": "%", "val_accuracy": "%", "test_error": "%", "generalization_gap": "pp"}  # fractions, printed x 100
+ACCURACY_ROWS = ("test_accuracy", "val_accuracy", "generalization_gap", "train_loss", "epochs_to_fit")
+CURVATURE_ROWS = ("min_eigenvalue", "gradient_norm", "stability_ratio")
 RUN_MEASURES = ("top_eigenvalue", "trace")
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 
@@ -57,6 +57,8 @@ def claims(summary: Summary) -> dict:
             "number": i, "claim": c["claim"], "source": c["source"], "test": c["test"],
             "statistic": style.claim_statistic(c), "value": None if c["value"] is None else c["value"] * scale,
             "ci": None if c["ci95"] is None else [v * scale for v in c["ci95"]], "n": c.get("n"),
+            "k": c["n_clusters"], "p": c["p"], "p_holm": c["p_holm"], "method": str(c["method"]),
+            "reason": str(c["reason"]), "tested": c["p"] is not None,
             "verdict": c["verdict"], "verdict_words": words, "colour": colour, "note": str(c.get("note") or ""),
             "rule": chr(ord("A") + rules.index(c["rule"])),
         })
@@ -97,6 +99,26 @@ def hparams(summary: Summary) -> dict:
     return {"columns": [style.optimizer_label(o) for o in optimizers], "rows": rows}
 
 
+def tuning(summary: Summary) -> dict:
+    """What the validation set chose: each grid cell's best learning rate (edge flagged) and each
+    optimizer's tuned runs, their validation and test accuracy."""
+    t = summary["tuning"]
+    order = {o: i for i, o in enumerate(facts.optimizers(summary))}
+    cells = sorted(t["lr_optima"], key=lambda c: (order.get(c["optimizer"], len(order)), sorted(c["fixed"].items())))
+    return {
+        "available": bool(t["available"]),
+        "cells": [{"label": style.optimizer_label(c["optimizer"]),
+                   "fixed": ", ".join(f"{style.axis_symbol(k)} = {formats.value_text(v)}" for k, v in c["fixed"].items()),
+                   "lrs": ", ".join(formats.value_text(v) for v in c["lrs"]), "best": c["best_lr"],
+                   "val": c["val_accuracy"], "edge": c["at_edge"], "n_seeds": c["n_seeds"]} for c in cells],
+        "optimizers": [{"label": style.optimizer_label(o["optimizer"]), "n": o["n_cells"],
+                        "lrs": ", ".join(formats.value_text(v) for v in o["chosen_lrs"]),
+                        "val": o["val_accuracy"], "test": o["test_accuracy"]}
+                       for o in sorted(t["per_optimizer"], key=lambda o: order.get(o["optimizer"], len(order)))],
+        "n_at_edge": t["n_at_edge"],
+    }
+
+
 def settings(summary: Summary) -> list[dict]:
     return [{"stage": str(stage), "items": [(str(k), formats.value_text(v)) for k, v in values.items()]}
             for stage, values in summary["settings"].items() if isinstance(values, Mapping) and values]
@@ -134,6 +156,7 @@ def correlations(summary: Summary, target: str) -> dict:
     for kind in facts.KINDS:
         rows = [{
             "head": head(summary, c["measure"]), "tau": c["kendall_tau"], "ci": c["ci95"], "rho": c["spearman"],
+            "partial": c["partial_tau"], "p": c["p_value"],
             "p_holm": c["p_holm"], "significant": c["significant"], "direction": c["direction"],
             "psi": [c["psi"].get(a) for a in axes], "psi_mean": c["psi_mean"], "beats": c["beats_baselines"],
             "baseline": kind == "baseline", "floor": (floor.get(c["measure"]) or {}).get("kendall_tau"),

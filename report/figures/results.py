@@ -50,7 +50,7 @@ def claims(summary: Summary) -> Figure:
         ax.tick_params(axis="x", labelsize=6, pad=1)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         if claim["value"] is None:
-            note = claim.get("note") or "the summary gives none"
+            note = claim.get("reason") or claim.get("note") or "the summary gives none"
             text = textwrap.fill(f"{style.verdict_words(claim['verdict'])}, no value: {note}", NOTE_WRAP)
             ax.text(0.02, 0.5, style.mpl_text(text), transform=ax.transAxes, ha="left", va="center",
                     fontsize=6.5, color=colour)
@@ -60,8 +60,10 @@ def claims(summary: Summary) -> Figure:
         scale = style.claim_scale(claim)  # fractions are drawn in percentage points
         value, interval = claim["value"] * scale, [v * scale for v in claim["ci95"] or []]
         points = [value, *interval]
-        threshold = claim.get("reference")
-        if isinstance(threshold, (int, float)):
+        thresholds = [claim["reference"]]
+        if claim.get("rule_kind") == "equivalence":  # the band the effect must stay within
+            thresholds = [-claim["margin"], claim["margin"]]
+        for threshold in thresholds:
             ax.axvline(threshold * scale, color="0.4", linestyle=":", linewidth=0.9)
             points.append(threshold * scale)
         if interval:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 
+from minima import verdicts
 from minima.schema import validate_summary
 
 HOSTILE = "a_b%c&d#e$f{g}h~i^j\\k"
@@ -58,8 +59,8 @@ def with_dinh_not_applicable(summary: dict) -> dict:
                       "note": TANH_NOTE, "reference_test_accuracy": None, "factors": {}, "moved": [],
                       "stable": [], "nonpositive": []}
     for claim in s["claims"]:
-        if claim["claim"].startswith("A function-preserving rescaling"):
-            claim.update(value=None, ci95=None, verdict="not_testable", note=TANH_NOTE)
+        if claim["id"] == "dinh_rescaling":
+            claim.update(value=None, ci95=None, verdict="not_testable", reason=TANH_NOTE, condition=None)
     return _valid(s)
 
 
@@ -81,13 +82,21 @@ def with_comparable_original(summary: dict) -> dict:
     return _valid(s)
 
 
+def _decided(claim: dict, **fields) -> None:
+    """Change a claim's statistics, then give it the verdict and reason its rule gives them."""
+    claim.update(fields)
+    claim["verdict"], claim["reason"] = verdicts.decide(claim)
+
+
 def with_every_verdict(summary: dict) -> dict:
     """At least one claim of each verdict (the first claim not reproduced, the second reproduced)."""
     s = _copy(summary)
-    s["claims"][0].update(verdict="not_reproduced", ci95=[-0.5, -0.1], note="")
-    s["claims"][1].update(verdict="reproduced", ci95=[0.01, 0.02], note="")
-    verdicts = {c["verdict"] for c in s["claims"]}
-    assert {"inconclusive", "not_testable"} <= verdicts, verdicts
+    significant = dict(rule_kind="directional", side="above", reference=0.0, n_clusters=12, p=0.0004, p_holm=0.004,
+                       p_min=0.0005, note="")
+    _decided(s["claims"][0], value=-0.3, ci95=[-0.5, -0.1], **significant)
+    _decided(s["claims"][1], value=0.015, ci95=[0.01, 0.02], **significant)
+    found = {c["verdict"] for c in s["claims"]}
+    assert {"reproduced", "not_reproduced", "inconclusive", "not_testable"} <= found, found
     return _valid(s)
 
 
