@@ -4,7 +4,7 @@
 #   EXECUTOR=local|dask|slurm   local (default): make -j$(JOBS); dask: $DASK_SCHEDULER_ADDRESS or a
 #                          LocalCluster on 127.0.0.1; slurm: dask-jobqueue from your Dask config
 #   JOBS=N                 parallel tasks (local) or workers (dask, slurm); default one per core
-#   TASK_RUNS=N            runs per task at most (default 4: a configuration's seeds, with its
+#   TASK_RUNS=N            runs per task at most (default 9: a configuration's seeds, with its
 #                          learning-rate siblings); TASK_RUNS=1 gives the finest tasks for clusters
 #   PROGRESS=0             plain log lines instead of progress bars (bars show only on a terminal)
 #   ROOT=dir               where runs/, build/ and data/ live (default: here)
@@ -21,7 +21,7 @@ export MINIMA_ROOT := $(abspath $(ROOT))
 export MINIMA_PROGRESS := $(PROGRESS)
 BUILD := $(MINIMA_ROOT)/build
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
-TASK_RUNS ?= 4
+TASK_RUNS ?= 9
 TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra poppler-utils
 # The command recorded in the report's appendix: the one the user typed.
 CREATED_BY ?= make $(or $(MAKECMDGOALS),all) PROFILE=$(PROFILE)$(if $(filter-out local,$(EXECUTOR)), EXECUTOR=$(EXECUTOR))

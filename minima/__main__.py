@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from minima.io import MinimaError
+from minima.paths import TASK_RUNS
 
 STAGES = {
     "data": "provision the profile's data set (offline sources first) and verify its checksums",
@@ -51,9 +52,9 @@ def parser() -> argparse.ArgumentParser:
         if name in ("data", "plan"):
             stage.add_argument("--data-dir", type=Path, default=None, help="a directory with the four IDX files (train-images-idx3-ubyte, ...)")
         if name == "plan":
-            stage.add_argument("--task-runs", type=int, default=4, metavar="N",
+            stage.add_argument("--task-runs", type=int, default=TASK_RUNS, metavar="N",
                                help="group configurations that differ only in learning rate into tasks of at most N runs "
-                                    "(default 4; 1: one task per configuration)")
+                                    "(default %(default)s: a configuration's seeds with its learning-rate siblings; 1: one task per configuration)")
         if name in ("train", "curvature", "sharpness", "landscape", "run"):
             stage.add_argument("--run", action="append", default=None, metavar="HASH", help="run hash (repeatable; default: every run of the profile)")
         if name == "study":

@@ -72,3 +72,8 @@ SHARPNESS_JSON = "sharpness.json"
 LANDSCAPE_JSON = "landscape.json"
 EIGENVECTORS_PT = "eigenvectors.pt"
 LOCK = ".lock"  # held while a process trains or analyses the run
+
+# Runs per task of a plan at most (a configuration's seeds, with its learning-rate siblings while
+# they fit): each task pays the interpreter, torch's import and the data load once. Here, with the
+# other layout constants, so that the command line states the default without importing torch.
+TASK_RUNS = 9

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from minima.config import RunConfig
 from minima.io import write_json, write_text
+from minima.paths import TASK_RUNS
 from minima.pipeline import (Context, analyses_of, analysis_is_current, is_trained, study_is_current, study_kinds,
                              study_runs)
 
@@ -33,7 +34,6 @@ from minima.pipeline import (Context, analyses_of, analysis_is_current, is_train
 STEP_COST = {"adahessian": 2.5, "sam": 2.0}
 STEP_OVERHEAD = 64  # images' worth of fixed cost per optimizer step (CPU, LeNet-5)
 ANALYSIS_COST = 0.3  # an untrained run's analyses, relative to its training
-TASK_RUNS = 4  # runs per task at most, when configurations can be grouped (see task_groups)
 STUDY_COST = {"dinh": 2.0, "interpolation": 0.05}  # relative to one run's training
 
 

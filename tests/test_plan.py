@@ -3,6 +3,7 @@ and a makefile generated from the same tasks."""
 
 from minima import pipeline
 from minima.__main__ import main
+from minima.paths import TASK_RUNS
 from minima.plan import build_plan, makefile, read_plan
 
 
@@ -54,13 +55,14 @@ def test_configurations_differing_only_in_learning_rate_share_a_task():
     from minima.plan import task_groups
 
     quick = load_profile("quick")
-    groups = task_groups(quick.runs, 4)
-    assert len(groups) == 12 and all(len(g) == 4 for g in groups)
+    groups = task_groups(quick.runs, TASK_RUNS)  # 9: the three rates of one optimizer and batch size, 3 seeds each
+    assert len(groups) == 12 and all(len(g) == 9 for g in groups)
     for group in groups:
         assert len({(r.optimizer.name, r.train.batch_size) for r in group}) == 1
-        assert len({r.optimizer.lr for r in group}) == 2 and len({r.seed for r in group}) == 2
+        assert len({r.optimizer.lr for r in group}) == 3 and len({r.seed for r in group}) == 3
     assert sorted(r.run_hash for g in groups for r in g) == sorted(r.run_hash for r in quick.runs)
-    finest = task_groups(quick.runs, 1)  # a configuration's seeds are never split
-    assert len(finest) == 24 and all(len({r.configuration for r in g}) == 1 and len(g) == 2 for g in finest)
-    paper = task_groups(load_profile("paper").runs, 4)
+    assert [len(g) for g in task_groups(quick.runs, 4)] == [3] * 36  # a configuration's 3 seeds never split
+    finest = task_groups(quick.runs, 1)
+    assert len(finest) == 36 and all(len({r.configuration for r in g}) == 1 and len(g) == 3 for g in finest)
+    paper = task_groups(load_profile("paper").runs, TASK_RUNS)
     assert all(len(g) == 5 for g in paper)  # five seeds: one configuration per task
