@@ -52,7 +52,7 @@ def _no_power(claim: Mapping[str, Any]) -> str | None:
     p_min = claim.get("p_min")
     if p_min is not None and p_min > ALPHA:
         k = claim.get("n_clusters")
-        return f"{k} clusters: the smallest attainable p is {_p_text(p_min)} > α = {ALPHA:g}"
+        return f"{k} cluster{'' if k == 1 else 's'}: the smallest attainable p is {_p_text(p_min)} > α = {ALPHA:g}"
     return None
 
 

@@ -1,5 +1,7 @@
 """python -m report --summary build/summary.json --figures build/figures --out build [--no-pdf]
 
+Writes report.md, report.tex and report.pdf, and the flat exports runs.csv and claims.csv.
+
 Exit status 0 when the report is written (also when LaTeX is missing: the Markdown is, and
 one line says how to get the PDF), 2 on a user-fixable error (missing or corrupt summary,
 LaTeX failure, --require-pdf without LaTeX), with a one-line message on stderr.
@@ -14,6 +16,8 @@ from typing import Sequence
 
 from minima import paths
 from minima.io import MinimaError
+from report.export import write_exports
+from report.load import load_summary
 from report.render import render_report
 
 
@@ -40,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: error: {exc}", file=sys.stderr)
         return 2
     written = [result.markdown, result.tex] + ([result.pdf] if result.pdf else [])
+    written += write_exports(load_summary(args.summary), args.out)
     print("report: wrote " + ", ".join(str(p) for p in written))
     if result.note and not args.no_pdf:
         print(f"report: {result.note}")
