@@ -256,6 +256,23 @@ def test_bad_summary_is_one_line_and_writes_nothing(tiny_summary, tmp_path, caps
     assert not out.exists()
 
 
+def test_a_summary_missing_a_field_in_every_run_is_a_short_line(tiny_summary, tmp_path, capsys):
+    """Issue 25, try 7: a field missing from each run once gave a one-line error of 30-254 KB
+    (pydantic quotes the whole object a field is missing from)."""
+    changed = json.loads(json.dumps(tiny_summary))
+    for run in changed["runs"]:
+        del run["converged"]
+    changed["runs"][0]["seed"] = "x" * 100000
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(changed))
+    assert main(["--summary", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    n = len(changed["runs"]) + 1
+    assert err.count("\n") == 1 and len(err) < 400, err
+    assert f"{n} problems: runs[0].seed: " in err and "got 'xxx" in err
+    assert "; runs[0].converged: is missing; runs[1].converged: is missing; and " in err and f"and {n - 3} more" in err
+
+
 @needs_latex
 def test_latex_error_is_reported_and_nothing_replaced(tmp_path):
     (tmp_path / "report.pdf").write_bytes(b"previous")
