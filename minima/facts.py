@@ -163,9 +163,17 @@ def dinh_facts(record: dict, quantities: list[str]) -> dict[str, Any]:
 
 
 def optimizer_grid(profile: Profile) -> dict[str, dict[str, Any]]:
-    """Each optimizer's learning rates and its other (fixed) hyperparameters, for the setup table."""
-    return {name: {"lr": profile.grid[name]["lr"], **{k: v for k, v in cfg.hyperparameters().items() if k != "lr"}}
-            for name, cfg in profile.optimizers.items()}
+    """Each optimizer's learning rates, its weight decay (the levels, where it varies) and its
+    other (fixed) hyperparameters, for the setup table. `profile.optimizers` holds each
+    optimizer's first grid point only: its weight decay is not what every run used."""
+    out = {}
+    for name, cfg in profile.optimizers.items():
+        decays = profile.grid[name]["weight_decay"]
+        params = {k: v for k, v in cfg.hyperparameters().items() if k != "lr"}
+        if "weight_decay" in params:
+            params["weight_decay"] = decays[0] if len(decays) == 1 else list(decays)
+        out[name] = {"lr": profile.grid[name]["lr"], **params}
+    return out
 
 
 def original_study(profile: Profile, runs: list[dict]) -> dict[str, Any]:

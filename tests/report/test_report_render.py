@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import stated
 import variants
 from minima.io import MinimaError, write_json
 from report import figures, formats, latex, style
@@ -271,6 +272,26 @@ def test_a_summary_missing_a_field_in_every_run_is_a_short_line(tiny_summary, tm
     assert err.count("\n") == 1 and len(err) < 400, err
     assert f"{n} problems: runs[0].seed: " in err and "got 'xxx" in err
     assert "; runs[0].converged: is missing; runs[1].converged: is missing; and " in err and f"and {n - 3} more" in err
+
+
+def test_the_settings_tables_state_what_the_runs_used(tiny_summary, tmp_path):
+    """Issue 25, try 1: with lists on every axis the report stated `[train]`'s defaults
+    (batch_size = 128, label_noise = 0) and weight_decay = 0 for a grid of 0 and 0.0005. Each
+    stated value is checked against the runs' own config.json."""
+    from minima import facts, pipeline
+
+    profile_path = tmp_path / "lists.toml"
+    profile_path.write_text(stated.LISTS_ON_EVERY_AXIS)
+    ctx = pipeline.open_context(str(profile_path), root=str(tmp_path / "root"))
+    pipeline.write_run_configs(ctx)  # what each run records, before any training
+    summary = json.loads(json.dumps(tiny_summary))
+    summary["settings"] = {k: v for k, v in ctx.profile.settings_json().items() if k != "study"}
+    summary["optimizers"] = facts.optimizer_grid(ctx.profile)
+    md, _ = render_text(summary, figures.plan(summary), "figures")
+    train = stated.stated_train(md)
+    assert train["batch_size"] == {"sgd": [32.0, 64.0], "adam": 16.0} and train["label_noise"] == [0.0, 0.2]
+    assert stated.stated_hyperparameters(md)["weight_decay"] == {"sgd": [0.0, 0.0005], "adam": 0.0}
+    assert stated.check_against_configs(md, tmp_path / "root" / "runs") >= 20
 
 
 @needs_latex
