@@ -240,7 +240,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     aggregate_rows = facts.aggregates(runs, list(profile.study.optimizers), quantities)
     correlation_rows = correlations(runs, list(profile.axes), kinds)
     extreme_rows = facts.extremes(aggregate_rows, sharp_quantities)
-    dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names])
+    dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names], runs)
     facts_design = facts.design(profile, runs)
     commit, dirty = git_state(paths.REPO_DIR)
     spec = VARIANTS[profile.study.model]

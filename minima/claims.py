@@ -312,7 +312,7 @@ def dinh(summary: dict) -> list[dict]:
     info = summary["dinh_info"]
     source, claim, test, statistic = TEXTS["dinh"]
     out = []
-    if not info.get("applicable"):
+    if not info.get("applicable") or not info.get("converged"):  # claims use converged runs only
         out.append(_claim(claim, source, test, statistic, None, None, "not_testable", "dinh", 0, info.get("note") or "not run",
                           unit="factor", side="above"))
     else:

@@ -60,7 +60,7 @@ class StudySettings:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Linear interpolation between the first minima of these two optimizers ([] = none).
     interpolate: tuple[Optimizer, ...] = ("sgd", "adam")
-    # Whose first minimum Dinh's rescaling is applied to.
+    # Whose first converged minimum Dinh's rescaling is applied to (none converged: not testable).
     dinh_optimizer: Optimizer = "sgd"
 
     def __post_init__(self) -> None:

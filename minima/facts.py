@@ -129,9 +129,14 @@ def best_accuracy(aggregate_rows: list[dict]) -> dict | None:
     return {"optimizer": best["optimizer"], **best["metrics"]["test_accuracy"]}
 
 
-def dinh_facts(record: dict, quantities: list[str]) -> dict[str, Any]:
+def dinh_facts(record: dict, quantities: list[str], runs: list[dict]) -> dict[str, Any]:
+    """The rescaling experiment's facts; `converged` says whether the rescaled run is a minimum
+    (claims use converged runs only: a capped run makes the Dinh claim not testable)."""
     rows = record.get("rows") or []
     info = {k: record.get(k) for k in ("applicable", "run", "optimizer", "seed", "layers", "note", "reference_test_accuracy")}
+    info["converged"] = any(r["run"] == record.get("run") for r in converged(runs))
+    if info["applicable"] and not info["converged"]:
+        info["note"] = f"the rescaled {info['optimizer']} run {info['run']} did not converge (capped or diverged): it is no minimum"
     if not rows:
         return {**info, "factors": {}, "moved": [], "stable": [], "nonpositive": [], "moved_factor": MOVED_FACTOR,
                 "stable_factor": STABLE_FACTOR}

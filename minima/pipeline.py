@@ -226,9 +226,34 @@ def study_kinds(ctx: Context) -> tuple[str, ...]:
 
 
 def study_runs(ctx: Context, kind: str) -> tuple[RunConfig, ...]:
-    if kind == "dinh":
-        return (ctx.profile.first_run(ctx.profile.study.dinh_optimizer),)
-    return tuple(ctx.profile.first_run(name) for name in ctx.profile.study.interpolate)
+    """The runs a study part's result depends on, in profile order.
+
+    The interpolation reads the first run of each of its two optimizers. Dinh's rescaling is
+    applied to the first *converged* run of `dinh_optimizer` (a capped run is no minimum, and
+    claims use converged runs only), which is known only after training: the part depends on
+    that optimizer's runs up to the first one trained and converged, all of them while none is.
+    """
+    if kind != "dinh":
+        return tuple(ctx.profile.first_run(name) for name in ctx.profile.study.interpolate)
+    reads = []
+    for run in ctx.profile.runs:
+        if run.optimizer.name == ctx.profile.study.dinh_optimizer:
+            reads.append(run)
+            if _converged(ctx, run):
+                break
+    return tuple(reads)
+
+
+def _converged(ctx: Context, run: RunConfig) -> bool:
+    record = metrics(ctx, run) if is_trained(ctx, run) else None
+    return record is not None and record["status"] == "ok" and bool(record["converged"])
+
+
+def dinh_run(ctx: Context) -> RunConfig | None:
+    """The run Dinh's rescaling is applied to: the first converged run of `dinh_optimizer`;
+    None while none is (study_inputs tells whether that is final: every run trained)."""
+    last = study_runs(ctx, "dinh")[-1]
+    return last if _converged(ctx, last) else None
 
 
 def study_path(ctx: Context, kind: str) -> Path:
@@ -406,11 +431,14 @@ def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
 
 def _dinh(ctx: Context) -> dict:
     profile = ctx.profile
-    (run,) = study_runs(ctx, "dinh")
-    if run.model != "modern":
-        return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {run.model} variant uses tanh"}
-    if (metrics(ctx, run) or {}).get("status") != "ok":
-        return {"applicable": False, "rows": [], "note": f"the {run.optimizer.name} run diverged"}
+    if profile.study.model != "modern":
+        return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {profile.study.model} variant uses tanh"}
+    run = dinh_run(ctx)
+    if run is None:
+        name, n = profile.study.dinh_optimizer, len(study_runs(ctx, "dinh"))
+        return {"applicable": False, "rows": [], "note": (
+            f"none of the {n} {name} runs converged (full training loss ≤ {profile.train.stop_loss:g} within "
+            f"max_epochs = {profile.train.max_epochs}, not diverged): a capped run is no minimum")}
     model = load_trained(ctx, run)
     cx, cy, _ = ctx.analysis_data(run, profile.curvature.n_samples, profile.curvature.seed)
     sx, sy, _ = ctx.analysis_data(run, profile.sharpness.n_samples, profile.sharpness.seed)

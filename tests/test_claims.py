@@ -131,7 +131,7 @@ def test_andriushchenko_no_reliable_ranking():
 
 def test_dinh_rescaling_and_the_ranking_after_balancing():
     rows = [{"scale": a} for a in (0.1, 1.0, 10.0)]
-    moved = {"applicable": True, "factors": {"top_eigenvalue": 250.0}, "max_logit_change": 1e-7,
+    moved = {"applicable": True, "converged": True, "factors": {"top_eigenvalue": 250.0}, "max_logit_change": 1e-7,
              "accuracy_min": 0.95, "accuracy_max": 0.95}
     assert claims.dinh(summary_of(make_runs(base_values), dinh=rows, dinh_info=moved))[0]["verdict"] == "reproduced"
     still = {**moved, "factors": {"top_eigenvalue": 2.0}}
@@ -139,6 +139,9 @@ def test_dinh_rescaling_and_the_ranking_after_balancing():
     changed = {**moved, "max_logit_change": 0.5}
     assert claims.dinh(summary_of(make_runs(base_values), dinh=rows, dinh_info=changed))[0]["verdict"] == "inconclusive"
     assert claims.dinh(summary_of(make_runs(base_values)))[0]["verdict"] == "not_testable"
+    capped = {**moved, "converged": False, "note": "the rescaled sgd run abc did not converge"}  # issue 25, try 6
+    [claim] = claims.dinh(summary_of(make_runs(base_values), dinh=rows, dinh_info=capped))[:1]
+    assert claim["verdict"] == "not_testable" and claim["note"] == capped["note"]
 
     def ranking(reverse):
         def values(o, li, b, s, rng):

@@ -14,6 +14,8 @@ import torch
 from minima.__main__ import main
 from minima.schema import load_summary
 
+import stated
+
 REPO = Path(__file__).resolve().parents[1]
 HAVE_VENV = (REPO / ".stamps" / "venv").exists()
 
@@ -176,7 +178,7 @@ def test_a_changed_model_invalidates_the_study_that_read_it(built, tmp_path):
     root = _copy_build(built, tmp_path / "root")
     ctx = pipeline.open_context("tiny", root=str(root))
     assert pipeline.study_is_current(ctx, "dinh")
-    (dinh_run,) = pipeline.study_runs(ctx, "dinh")
+    dinh_run = pipeline.dinh_run(ctx)
     path = root / "runs" / dinh_run.run_hash / "model.pt"
     weights = torch.load(path, weights_only=True)
     weights["fc3.bias"] = weights["fc3.bias"] + 0.01
@@ -328,3 +330,41 @@ def test_a_modern_profile_is_not_compared_with_the_original(built):
     original = load_summary(built / "build" / "summary.json")["original_study"]
     assert not original["comparable"] and "'seed' LeNet-5 variant" in original["reason"] and original["rows"] == []
     assert {"item": "Activation", "ours": "relu", "original": "tanh"} in original["differences"]
+
+
+# ---- a study where nothing converges, lists on every grid axis ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory) -> Path:
+    """`stated.CAPPED` built once: 18 runs of one epoch each, none converged."""
+    base = tmp_path_factory.mktemp("capped")
+    profile, root = base / "capped.toml", base / "root"
+    profile.write_text(stated.CAPPED)
+    for stage, *extra in (("plan",), ("execute", "--jobs", "2"), ("summarize",)):
+        done = subprocess.run([sys.executable, "-m", "minima", stage, "--profile", str(profile), "--root", str(root),
+                               "--no-progress", *extra], capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert done.returncode == 0, (stage, done.stderr[-3000:])
+    done = subprocess.run([sys.executable, "-m", "report", "--summary", str(root / "build" / "summary.json"),
+                           "--out", str(root / "build")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def test_a_capped_run_enters_no_claim_the_dinh_check_included(capped):
+    """Issue 25, try 6: with max_epochs = 1 the Dinh claim was "reproduced" on a run at 11 %
+    test accuracy; the rescaling is applied to a converged run only, else the claim is not testable."""
+    summary = load_summary(capped / "build" / "summary.json")
+    assert summary["design"]["n_converged"] == 0 and summary["design"]["n_capped"] == 18
+    assert summary["dinh"] == [] and summary["dinh_info"]["converged"] is False
+    (claim,) = [c for c in summary["claims"] if c["claim"].startswith("A function-preserving rescaling")]
+    assert claim["verdict"] == "not_testable" and claim["note"].startswith("none of the 16 sgd runs converged")
+    assert {c["verdict"] for c in summary["claims"]} == {"not_testable"}  # capped runs are left out of every claim
+    assert "none of the 16 sgd runs converged" in (capped / "build" / "report.md").read_text()
+
+
+def test_the_report_states_the_settings_each_run_used(capped):
+    """Issue 25, try 1, end to end: every stated train setting and hyperparameter equals what the
+    runs' config.json recorded (lists on every axis, one optimizer's own batch size)."""
+    markdown = (capped / "build" / "report.md").read_text()
+    assert stated.check_against_configs(markdown, capped / "runs") >= 20
