@@ -8,6 +8,7 @@ with --debug); an interrupt exits 130 and the next call resumes.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 import traceback
@@ -65,7 +66,9 @@ def parser() -> argparse.ArgumentParser:
             stage.add_argument("--jobs", type=int, default=0, help="parallel tasks / workers (default: one per core)")
             stage.add_argument("--scheduler", default=None, help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS)")
         if name == "summarize":
-            stage.add_argument("--created-by", default=None, help="the command recorded as having produced the results")
+            stage.add_argument("--created-by", nargs="+", default=None, metavar="WORD",
+                               help="the command recorded as having produced the results, one argument per word "
+                                    "(recorded quoted as a shell needs it), or as one string")
         if name == "bench":
             stage.add_argument("--out", type=Path, default=None, help="directory for bench.json and bench.md (default: ROOT/build)")
             stage.add_argument("--samples", type=int, default=0, help="training images for curvature timing (default: 60000 on GPU, 5000 on CPU)")
@@ -133,7 +136,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.stage == "summarize":
         from minima import analysis
 
-        path = analysis.write_summary(ctx, created_by=args.created_by)
+        path = analysis.write_summary(ctx, created_by=_command_text(args.created_by))
         print(f"wrote {path}")
         return
     if args.stage == "bench":
@@ -149,6 +152,13 @@ def _dispatch(args: argparse.Namespace) -> None:
     else:
         for run in runs:
             pipeline.stage_analyses(ctx, run, (args.stage,))
+
+
+def _command_text(words: list[str] | None) -> str | None:
+    """Words as a command a shell takes back (a path with a space quoted); one word as given."""
+    if not words:
+        return None
+    return words[0] if len(words) == 1 else shlex.join(words)
 
 
 if __name__ == "__main__":

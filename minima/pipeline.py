@@ -94,10 +94,26 @@ class Context:
 def open_context(profile_ref: str, *, root: str | None = None, data_dir: Path | None = None, progress: bool = False,
                  warn: bool = False) -> Context:
     ref = default_profile() if profile_ref == "auto" else profile_ref
+    _plain_text("profile", ref)
+    layout = paths.layout(root)
+    _plain_text("root", str(layout.root))
     profile = load_profile(ref, warn=warn)
     device = select_device(profile.study.device)
     configure_device(device)
-    return Context(profile, paths.layout(root), device, DTYPES[profile.study.dtype], data_dir, progress)
+    return Context(profile, layout, device, DTYPES[profile.study.dtype], data_dir, progress)
+
+
+CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+
+
+def _plain_text(what: str, text: str) -> None:
+    """Spaces, quotes, `$` and any Unicode letter are fine in a path (they reach make recipes
+    quoted); a control character is not: a newline would end a recipe line of plan.mk."""
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        name = CONTROL_NAMES.get(bad, "a control character")
+        raise MinimaError(f"the {what} path {text!r} contains {name} (U+{ord(bad):04X}), which make cannot pass on; "
+                          "rename it")
 
 
 def stage_data(ctx: Context) -> dict:

@@ -3,6 +3,7 @@ a no-op rerun, `make report` alone, concurrent builds, self-repair of corrupt ar
 results keyed on the models they read, and the CLI's handling of bad input."""
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -335,20 +336,63 @@ def test_a_modern_profile_is_not_compared_with_the_original(built):
 # ---- a study where nothing converges, lists on every grid axis ------------------------------------
 
 
+# Paths are data, not make syntax (issue 25, tries 2 and 3): a space split ROOT and sent results
+# elsewhere, `$1` vanished from a profile name, and `$(shell ...)` in either ran.
+HOSTILE_NAME = "my $(shell touch PWN) a$1b 'q' \"dq\" ü"
+
+
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory) -> Path:
-    """`stated.CAPPED` built once: 18 runs of one epoch each, none converged."""
+    """`stated.CAPPED` built once through `make all`, with a profile path and a ROOT that hold a
+    space, `$(...)`, `$1`, both quotes and a non-ASCII letter: 18 runs of one epoch, none converged."""
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
     base = tmp_path_factory.mktemp("capped")
-    profile, root = base / "capped.toml", base / "root"
+    profile, root = base / "profiles" / f"capped {HOSTILE_NAME}.toml", base / f"root {HOSTILE_NAME}"
+    profile.parent.mkdir()
     profile.write_text(stated.CAPPED)
-    for stage, *extra in (("plan",), ("execute", "--jobs", "2"), ("summarize",)):
-        done = subprocess.run([sys.executable, "-m", "minima", stage, "--profile", str(profile), "--root", str(root),
-                               "--no-progress", *extra], capture_output=True, text=True, cwd=REPO, timeout=900)
-        assert done.returncode == 0, (stage, done.stderr[-3000:])
-    done = subprocess.run([sys.executable, "-m", "report", "--summary", str(root / "build" / "summary.json"),
-                           "--out", str(root / "build")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    done = subprocess.run(["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=2", "PROGRESS=0"],
+                          capture_output=True, text=True, cwd=base, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     return root
+
+
+def test_paths_with_spaces_dollars_quotes_and_unicode_are_data(capped):
+    """Results land under the ROOT given, and nowhere else; nothing in a path ran as a command;
+    `make report` finds them through the same paths and records the command quoted."""
+    base = capped.parent
+    assert sorted(p.name for p in base.iterdir()) == sorted(["profiles", capped.name])
+    assert sorted(p.name for p in capped.iterdir()) == ["build", "data", "runs"]
+    assert len([p for p in (capped / "runs").iterdir() if p.name != "_study"]) == 18
+    assert (capped / "build" / "report.md").is_file() and (capped / "build" / "summary.json").is_file()
+    for where in (REPO, base, capped):
+        assert not (where / "PWN").exists(), where
+    profile = base / "profiles" / f"capped {HOSTILE_NAME}.toml"
+    done = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={capped}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = load_summary(capped / "build" / "summary.json")
+    assert summary["profile_ref"] == str(profile)
+    assert summary["created_by"] == shlex.join(["make", "report", f"PROFILE={profile}"])
+    assert not (REPO / "PWN").exists()
+
+
+def test_a_dollar_in_a_profile_name_reaches_minima_whole(tmp_path):
+    """`a$1b.toml` once failed as "profile file not found: .../ab.toml"."""
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    profile = tmp_path / "a$1b.toml"
+    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    result = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={tmp_path / 'r'}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and f"missing results for profile {profile} (run" in result.stderr
+
+
+def test_a_control_character_in_a_path_stops_at_once_naming_it(tmp_path, capsys):
+    assert _cli("plan", "--profile", "tiny", "--root", str(tmp_path / "a\nb")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "contains a newline (U+000A)" in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_capped_run_enters_no_claim_the_dinh_check_included(capped):

@@ -70,3 +70,16 @@ def test_configurations_differing_only_in_learning_rate_share_a_task():
     assert len(finest) == 24 and all(len({r.configuration for r in g}) == 1 and len(g) == 2 for g in finest)
     paper = task_groups(load_profile("paper").runs, 4)
     assert all(len(g) == 5 for g in paper)  # five seeds: one configuration per task
+
+
+def test_recipe_words_reach_the_shell_unchanged(tmp_path):
+    """plan.mk passes profile paths through make and the shell: `$` is doubled for make and the
+    word quoted for the shell (issue 25, try 3: `$(shell ...)` in a profile name ran)."""
+    import subprocess
+
+    from minima.plan import recipe_word
+
+    words = ["x$(shell touch PWN).toml", "a$1b.toml", "my study.toml", "it's \"q\" ü $$ `ls` #c \\", "-n"]
+    (tmp_path / "test.mk").write_text("all:\n" + "".join(f"\t@printf '%s\\n' {recipe_word(w)}\n" for w in words))
+    done = subprocess.run(["make", "-s", "-f", "test.mk"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == words and not (tmp_path / "PWN").exists()
