@@ -2,18 +2,21 @@
 outputs are current, so rerunning is cheap and an interrupted run resumes.
 
 Errors are one line on stderr and exit status 2 (an unexpected one too: its traceback only
-with --debug); an interrupt exits 130 and the next call resumes.
+with --debug); an interrupt exits 130 (Ctrl-C) or 143 (SIGTERM) with one line, and the next
+call resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from minima.interrupts import EXIT_STATUS, Terminated, sigterm_raises
 from minima.io import MinimaError
 
 STAGES = {
@@ -79,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        _dispatch(args)
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: temporary files go, locks are released
+            _dispatch(args)
     except MinimaError as exc:
         print(f"minima: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("minima: interrupted; finished work is saved and the next call resumes", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"minima: {'terminated' if terminated else 'interrupted'}; finished work is saved and the next call resumes",
+              file=sys.stderr)
+        return EXIT_STATUS[signal.SIGTERM if terminated else signal.SIGINT]
     except Exception as exc:  # the last resort: one line, the traceback only on request
         if getattr(args, "debug", False):
             traceback.print_exc()

@@ -22,7 +22,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from minima.interrupts import held
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -52,8 +54,8 @@ def os_error_message(exc: OSError, path: Path | str) -> str:
     return f"cannot write {path}: {exc.strerror or exc}"
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    path = Path(path)
+def _staged(path: Path, write: Callable[[Path], None]) -> Path:
+    """A temporary file beside `path` holding what `write` put there (removed on any failure)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -63,14 +65,49 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise MinimaError(os_error_message(exc, path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    path = Path(path)
+    tmp = _staged(path, write)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MinimaError(os_error_message(exc, path)) from exc
     return path
+
+
+def write_together(files: Mapping[Path, bytes | None]) -> None:
+    """Replace several files as one (None: remove that file): every new file is staged beside
+    its target first, then all are renamed into place with SIGINT and SIGTERM held back, so an
+    interrupt leaves either all the old files or all the new ones (the report's md, tex and pdf
+    once went out of step when LaTeX was interrupted)."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            if data is not None:
+                staged[Path(path)] = _staged(Path(path), lambda tmp, data=data: tmp.write_bytes(data))
+        with held():
+            for path, data in files.items():
+                target = Path(path)
+                try:
+                    if data is None:
+                        target.unlink(missing_ok=True)
+                    else:
+                        os.replace(staged.pop(target), target)
+                except OSError as exc:
+                    raise MinimaError(os_error_message(exc, target)) from exc
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
