@@ -29,7 +29,7 @@ STAGES = {
     "run": "train + curvature + sharpness + landscape of the given runs",
     "study": "profile-level analyses: Dinh's rescaling experiment and the interpolation between minima",
     "execute": "run the plan's pending tasks with an executor (local make, a Dask cluster, or SLURM)",
-    "summarize": "collect every result and the analysis into build/summary.json (never trains; lists what is missing)",
+    "summarize": "collect every result and the analysis into build/summary.json (never trains or changes runs/; lists what is missing or corrupt)",
     "check": "check that this Python has what minima needs (torch >= 2.4, numpy, scipy, ...); one line per problem",
     "bench": "curvature and training benchmarks against PyHessian and curvlinops -> build/bench.{json,md}",
 }
@@ -115,8 +115,11 @@ def _dispatch(args: argparse.Namespace) -> None:
     from minima.runtime import configure_threads, show_progress
 
     configure_threads()
+    # summarize (all that `make report` runs before rendering) never changes runs/: it lists what
+    # is corrupt instead of moving it aside
     ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None),
-                                progress=show_progress(not args.no_progress), warn=args.stage == "plan")
+                                progress=show_progress(not args.no_progress), warn=args.stage == "plan",
+                                repair=args.stage != "summarize")
     if args.stage in ("data", "plan"):  # plan provisions the data first: `make all` starts with it
         manifest = pipeline.stage_data(ctx)
         print(f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from {manifest['source']}, checksums verified")

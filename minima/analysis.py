@@ -228,7 +228,8 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     missing = pipeline.missing_results(ctx)
     if missing:
         listing = "; ".join(missing[:6]) + (f"; and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise MinimaError(f"missing results for profile {ctx.profile.ref} (run `{pipeline.advice(ctx)}`): {listing}")
+        fix = ", which moves corrupt files aside and recomputes them" if ctx.corrupt else ""
+        raise MinimaError(f"missing results for profile {ctx.profile.ref} (run `{pipeline.advice(ctx)}`{fix}): {listing}")
     profile = ctx.profile
     runs = [run_record(ctx, run) for run in profile.runs]
     manifest = read_json(ctx.layout.data / profile.study.dataset / "manifest.json", require=("source", "sha256"))

@@ -8,7 +8,8 @@ parts and `make report`'s list of what is missing all use). Anything else recomp
 
 Work on one run holds that run's lock, so two `make all` in one directory train each run once:
 the second waits, then finds the run current. A corrupt artifact is moved aside
-(`<name>.corrupt`) with one line saying so, and recomputed.
+(`<name>.corrupt`) with one line saying so, and recomputed; `summarize` (`make report`) changes
+nothing and lists it with what is missing (Context.repair).
 """
 
 from __future__ import annotations
@@ -51,10 +52,16 @@ class Context:
     dtype: torch.dtype
     data_dir: Path | None = None
     progress: bool = False
+    repair: bool = True  # move corrupt results aside to recompute them; False: change nothing, note them
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def run_dir(self, run: RunConfig) -> Path:
         return self.layout.run_dir(run.run_hash)
+
+    @property
+    def corrupt(self) -> dict[Path, str]:
+        """Corrupt results found and left in place (repair=False): path -> what is wrong."""
+        return self._cache.setdefault("corrupt", {})
 
     @property
     def dataset(self) -> data_stage.Dataset:
@@ -92,7 +99,7 @@ class Context:
 
 
 def open_context(profile_ref: str, *, root: str | None = None, data_dir: Path | None = None, progress: bool = False,
-                 warn: bool = False) -> Context:
+                 warn: bool = False, repair: bool = True) -> Context:
     ref = default_profile() if profile_ref == "auto" else profile_ref
     _plain_text("profile", ref)
     layout = paths.layout(root)
@@ -100,7 +107,7 @@ def open_context(profile_ref: str, *, root: str | None = None, data_dir: Path | 
     profile = load_profile(ref, warn=warn)
     device = select_device(profile.study.device)
     configure_device(device)
-    return Context(profile, layout, device, DTYPES[profile.study.dtype], data_dir, progress)
+    return Context(profile, layout, device, DTYPES[profile.study.dtype], data_dir, progress, repair)
 
 
 CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
@@ -147,19 +154,24 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def is_current(path: Path, inputs: dict[str, Any]) -> bool:
+def is_current(ctx: Context, path: Path, inputs: dict[str, Any]) -> bool:
     """The one currency check: the result exists, is readable and was computed from `inputs`.
     A corrupt result is moved aside (and so recomputed)."""
     if not path.exists():
         return False
     record = read_json_or_none(path, require=("inputs",))
     if record is None:
-        _move_aside(path, "unreadable or incomplete result")
+        _corrupt(ctx, path, "unreadable or incomplete result")
         return False
     return record["inputs"] == inputs
 
 
-def _move_aside(path: Path, why: str) -> None:
+def _corrupt(ctx: Context, path: Path, why: str) -> None:
+    """A corrupt result: moved aside (so its stage recomputes it), or, where nothing may change
+    (`summarize`, which `make report` runs), only noted for the list of what is missing."""
+    if not ctx.repair:
+        ctx.corrupt.setdefault(path, why)
+        return
     moved = move_aside(path)
     print(f"minima: {path} is corrupt ({why}); moved to {moved.name}, recomputing", file=sys.stderr)
 
@@ -170,7 +182,7 @@ def metrics(ctx: Context, run: RunConfig) -> dict | None:
         return None
     record = read_json_or_none(path, require=("status", "converged", "epochs_completed", "history", "final"))
     if record is None or not isinstance(record["final"] if record["status"] != "running" else {}, dict):
-        _move_aside(path, "not a metrics record")
+        _corrupt(ctx, path, "not a metrics record")
         return None
     return record
 
@@ -184,8 +196,9 @@ def is_trained(ctx: Context, run: RunConfig) -> bool:
     try:
         load_trained(ctx, run)
     except CorruptFile as exc:
-        _move_aside(exc.path, exc.reason)
-        _move_aside(ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
+        _corrupt(ctx, exc.path, exc.reason)
+        if ctx.repair:
+            _corrupt(ctx, ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
         return False
     return True
 
@@ -215,20 +228,20 @@ def analysis_path(ctx: Context, run: RunConfig, kind: str) -> Path:
 def analysis_is_current(ctx: Context, run: RunConfig, kind: str, inputs: dict | None = None) -> bool:
     """`inputs`: analysis_inputs(ctx, run, kind) where the caller has them already."""
     inputs = analysis_inputs(ctx, run, kind) if inputs is None else inputs
-    current = is_current(analysis_path(ctx, run, kind), inputs)
+    current = is_current(ctx, analysis_path(ctx, run, kind), inputs)
     if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
-        current = _readable(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
+        current = _readable(ctx, ctx.run_dir(run) / paths.EIGENVECTORS_PT)
     return current
 
 
-def _readable(path: Path) -> bool:
+def _readable(ctx: Context, path: Path) -> bool:
     """A tensor file that loads; a corrupt one is moved aside (so its producer runs again)."""
     if not path.exists():
         return False
     try:
         load_torch(path)
     except CorruptFile as exc:
-        _move_aside(exc.path, exc.reason)
+        _corrupt(ctx, exc.path, exc.reason)
         return False
     return True
 
@@ -292,7 +305,7 @@ def study_inputs(ctx: Context, kind: str) -> dict[str, Any] | None:
 
 def study_is_current(ctx: Context, kind: str) -> bool:
     inputs = study_inputs(ctx, kind)
-    return inputs is not None and is_current(study_path(ctx, kind), inputs)
+    return inputs is not None and is_current(ctx, study_path(ctx, kind), inputs)
 
 
 def missing_results(ctx: Context) -> list[str]:
@@ -306,7 +319,13 @@ def missing_results(ctx: Context) -> list[str]:
         if stale:
             missing.append(f"{run.run_hash} ({run.label}): {', '.join(stale)}")
     missing += [f"study: {kind}" for kind in study_kinds(ctx) if not study_is_current(ctx, kind)]
-    return missing
+    corrupt = [f"{_shown(ctx, path)} is corrupt ({why})" for path, why in ctx.corrupt.items()]
+    return corrupt + missing
+
+
+def _shown(ctx: Context, path: Path) -> str:
+    """A path under the root as runs/<hash>/<file>: the root is in the advice beside it."""
+    return str(path.relative_to(ctx.layout.root)) if path.is_relative_to(ctx.layout.root) else str(path)
 
 
 # ---- per-run stages ------------------------------------------------------------------------
@@ -436,7 +455,7 @@ def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
                 raise MinimaError(f"run {run.run_hash} ({run.label}) is not trained yet: run `{advice(ctx)}`")
         with locked(study_path(ctx, kind).with_suffix(".lock")):
             inputs = study_inputs(ctx, kind)
-            if is_current(study_path(ctx, kind), inputs):
+            if is_current(ctx, study_path(ctx, kind), inputs):
                 continue
             started = time.perf_counter()
             values = _dinh(ctx) if kind == "dinh" else _interpolation(ctx)

@@ -161,6 +161,23 @@ def test_a_corrupt_artifact_is_moved_aside_and_recomputed(built, tmp_path, capsy
     assert repaired["runs"][0]["values"]["top_eigenvalue"] == pytest.approx(original["runs"][0]["values"]["top_eigenvalue"], rel=1e-6)
 
 
+def test_make_report_changes_no_run_and_names_what_is_corrupt(built, tmp_path):
+    """`make report` never trains: it once moved corrupt files aside and said "recomputing"."""
+    root = _copy_build(built, tmp_path / "root")
+    first, second = json.loads((root / "build" / "summary.json").read_text())["runs"][:2]
+    (root / "runs" / first["run"] / "curvature.json").write_bytes(b"\x00 garbage")
+    (root / "runs" / second["run"] / "model.pt").write_bytes(b"not a model")
+    before = {p: p.read_bytes() for p in (root / "runs").rglob("*") if p.is_file()}
+    result = _make(root, "report")
+    assert result.returncode == 2 and "recomputing" not in result.stderr
+    assert {p: p.read_bytes() for p in (root / "runs").rglob("*") if p.is_file()} == before  # nothing moved or changed
+    error = result.stderr.strip().splitlines()[-2]  # the last line is make's own
+    assert error.startswith(f"minima: error: missing results for profile tiny (run `make all PROFILE=tiny ROOT={root}`, "
+                            "which moves corrupt files aside and recomputes them): ")
+    assert f"runs/{first['run']}/curvature.json is corrupt (unreadable or incomplete result)" in error
+    assert f"runs/{second['run']}/model.pt is corrupt" in error
+
+
 def test_the_landscape_stage_alone_brings_curvature_up_to_date_first(built, tmp_path, capsys):
     """It reads curvature's eigenvectors: with them missing it once failed ("cannot read")."""
     root = _copy_build(built, tmp_path / "root")
