@@ -47,12 +47,19 @@ def sigterm_raises() -> Iterator[None]:
 
 @contextlib.contextmanager
 def held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (then their handlers run, and may raise)."""
+    """SIGINT and SIGTERM wait until the block ends, then take their usual course (raise, or end
+    the process). Python runs signal handlers in the main thread whichever thread the kernel
+    picks, so swapping the handlers holds them back where masking one thread would not."""
     if not _main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: arrived.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])

@@ -89,3 +89,24 @@ def test_a_lock_makes_a_second_process_wait(tmp_path):
         waited = time.monotonic() - begin
     holder.join()
     assert waited > 0.5  # it waited for the holder to let go
+
+
+def test_files_written_together_all_change_or_none(tmp_path):
+    """report.md, .tex and .pdf once went out of step when LaTeX was interrupted: an interrupt
+    during the renames waits for them, and a failure while staging changes nothing."""
+    import signal
+
+    from minima.interrupts import held
+
+    files = {tmp_path / name: f"new {name}".encode() for name in ("a.md", "a.tex")}
+    (tmp_path / "a.pdf").write_bytes(b"old pdf")
+    with pytest.raises(KeyboardInterrupt):
+        with held():
+            signal.raise_signal(signal.SIGINT)  # arrives mid-commit: delivered once it is done
+            io.write_together({**files, tmp_path / "a.pdf": None})
+            assert not (tmp_path / "a.pdf").exists()
+    assert all(path.read_bytes() == data for path, data in files.items())
+    (tmp_path / "blocked").write_text("a file where a directory belongs")
+    with pytest.raises(io.MinimaError):
+        io.write_together({tmp_path / "a.md": b"newer", tmp_path / "blocked" / "x": b"x"})
+    assert (tmp_path / "a.md").read_bytes() == b"new a.md" and not list(tmp_path.glob(".*.tmp"))
