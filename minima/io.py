@@ -9,8 +9,9 @@ Tensor files (`model.pt`, checkpoints) go through `minima.tensors`, which builds
   ("no space left on device: runs/ab12/model.pt"), never an OS traceback.
 - JSON is checked on read: a file that is not a JSON object, or lacks a required field, is a
   `CorruptFile` (a `MinimaError`) naming the file, so a caller can move it aside and recompute.
-- `locked` serializes work on one path across processes (flock on a lock file), so two
-  `make all` in one directory wait for each other instead of training every run twice.
+- `locked` serializes work on one path across processes (flock on a lock file, removed when
+  released), so two `make all` in one directory wait for each other instead of training every
+  run twice.
 """
 
 from __future__ import annotations
@@ -174,29 +175,54 @@ def move_aside(path: Path) -> Path:
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if needed) for the duration of the block.
+    """Hold an exclusive lock on `path` for the duration of the block; the lock file is removed
+    when the lock is released (empty `.lock` files once stayed in every run directory).
 
-    flock locks are released by the kernel when the process dies, so a killed run never leaves
-    a stale lock behind. Shared file systems without flock support make this a no-op lock.
+    flock locks are released by the kernel when the process dies, so a killed run never leaves a
+    stale lock behind (an empty file at most, which the next holder removes). Removing the file
+    keeps mutual exclusion because the holder unlinks it while still holding the lock, and a
+    process that waited on that file checks, once it holds the lock, that the path still names
+    the very file it locked; if not, it opens the path again and waits on the new file. Without
+    the check, a waiter holding the lock of the unlinked file and a newcomer locking a new file
+    at the same path would both work at once. Shared file systems without flock support make
+    this a no-op lock that leaves its file alone.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")
-    except OSError as exc:
-        raise MinimaError(os_error_message(exc, path)) from exc
+    handle, held_lock = _acquire(path)
     with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        except OSError:
-            pass  # file systems without locks: proceed unlocked rather than fail
         try:
             yield
         finally:
+            if held_lock:
+                try:
+                    path.unlink()  # before unlocking: see the docstring
+                except OSError:
+                    pass  # a read-only directory: the empty file stays, harmless
+
+
+def _acquire(path: Path) -> tuple[Any, bool]:
+    """An open lock file at `path` that this process holds the flock of (False: no flock here)."""
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")
+        except OSError as exc:
+            raise MinimaError(os_error_message(exc, path)) from exc
+        try:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             except OSError:
-                pass
+                return handle, False  # file systems without locks: proceed unlocked rather than fail
+            try:
+                same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            handle.close()
+            raise
+        if same:
+            return handle, True
+        handle.close()  # its holder removed it after we opened it: wait on the path's new file
 
 
 def finite_or_none(value: Any) -> Any:

@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,39 @@ def test_a_lock_makes_a_second_process_wait(tmp_path):
         waited = time.monotonic() - begin
     holder.join()
     assert waited > 0.5  # it waited for the holder to let go
+
+
+def _contend(lock: Path, marker: Path, rounds: int, overlaps) -> None:
+    for _ in range(rounds):
+        with io.locked(lock):
+            try:  # nobody else may be inside: the marker must not exist
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                with overlaps.get_lock():
+                    overlaps.value += 1
+                continue
+            os.close(fd)
+            time.sleep(0.0005)
+            os.unlink(marker)
+
+
+def test_lock_files_are_removed_and_exclusion_holds_while_they_come_and_go(tmp_path):
+    """Empty .lock files once stayed in every run directory. Removing one on release must not
+    let two processes in at once: one that waited on the removed file, and one that created a
+    new file at the same path (the holder unlinks while locked; a waiter re-checks the path)."""
+    lock, marker = tmp_path / "run" / ".lock", tmp_path / "inside"
+    with io.locked(lock):
+        assert lock.exists()
+    assert not lock.exists() and not lock.parent.joinpath(".lock").exists()
+    context = multiprocessing.get_context("fork")
+    overlaps = context.Value("i", 0)
+    workers = [context.Process(target=_contend, args=(lock, marker, 150, overlaps)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert overlaps.value == 0 and not lock.exists() and not marker.exists()
 
 
 def test_files_written_together_all_change_or_none(tmp_path):
