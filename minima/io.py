@@ -52,7 +52,18 @@ def os_error_message(exc: OSError, path: Path | str) -> str:
         return f"disk quota exceeded: {path}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {path}: {exc.strerror or 'permission denied'}"
+    blocker = _file_in_the_way(Path(path)) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # mkdir's own words were "File exists", naming neither file
+        return f"cannot write {path}: {blocker} is a file, not a directory; move it away (or choose another ROOT)"
     return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest directory of `path` that exists as something other than a directory."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
 
 
 def _staged(path: Path, write: Callable[[Path], None]) -> Path:

@@ -125,6 +125,19 @@ def test_lock_files_are_removed_and_exclusion_holds_while_they_come_and_go(tmp_p
     assert overlaps.value == 0 and not lock.exists() and not marker.exists()
 
 
+def test_a_file_where_a_directory_belongs_is_named(tmp_path):
+    """`build` being a file once gave "cannot write build/plan.json: File exists"."""
+    (tmp_path / "build").write_text("")
+    for target in (tmp_path / "build" / "plan.json", tmp_path / "build" / "figures" / "a.png"):
+        with pytest.raises(io.MinimaError) as info:
+            io.write_text(target, "x")
+        assert str(info.value) == (f"cannot write {target}: {tmp_path / 'build'} is a file, not a directory; "
+                                   "move it away (or choose another ROOT)")
+    with pytest.raises(io.MinimaError, match="build is a file, not a directory"):
+        with io.locked(tmp_path / "build" / ".lock"):
+            pass
+
+
 def test_files_written_together_all_change_or_none(tmp_path):
     """report.md, .tex and .pdf once went out of step when LaTeX was interrupted: an interrupt
     during the renames waits for them, and a failure while staging changes nothing."""

@@ -261,7 +261,7 @@ def test_cli_unwritable_root_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     assert main(["data", "--profile", "tiny", "--root", str(blocker)]) == 2
-    assert "cannot write" in capsys.readouterr().err
+    assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
 
 
 def test_cli_last_resort_handler_prints_one_line(monkeypatch, tmp_path, capsys):
