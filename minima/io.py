@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from minima.interrupts import held
+from minima.interrupts import Terminated, held
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -107,16 +107,20 @@ def write_together(files: Mapping[Path, bytes | None]) -> None:
         for path, data in files.items():
             if data is not None:
                 staged[Path(path)] = _staged(Path(path), lambda tmp, data=data: tmp.write_bytes(data))
-        with held():
-            for path, data in files.items():
-                target = Path(path)
-                try:
-                    if data is None:
-                        target.unlink(missing_ok=True)
-                    else:
-                        os.replace(staged.pop(target), target)
-                except OSError as exc:
-                    raise MinimaError(os_error_message(exc, target)) from exc
+        try:
+            with held():
+                for path, data in files.items():
+                    target = Path(path)
+                    try:
+                        if data is None:
+                            target.unlink(missing_ok=True)
+                        else:
+                            os.replace(staged.pop(target), target)
+                    except OSError as exc:
+                        raise MinimaError(os_error_message(exc, target)) from exc
+        except (KeyboardInterrupt, Terminated) as exc:  # it arrived during the renames, and waited for them
+            exc.written = True  # so the caller does not say the old files are still there
+            raise
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)

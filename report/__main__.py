@@ -49,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated) as exc:
         # LaTeX and its temporary directory are gone by now (the exception unwound through them)
         signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-        print(f"report: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
-              f"the previous report in {args.out} is left as it was", file=sys.stderr)
+        state = "the new report was written first" if getattr(exc, "written", False) else \
+            f"the previous report in {args.out} is left as it was"
+        print(f"report: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {state}", file=sys.stderr)
         return EXIT_STATUS[signum]
     written = [result.markdown, result.tex] + ([result.pdf] if result.pdf else [])
     print("report: wrote " + ", ".join(str(p) for p in written))

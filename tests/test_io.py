@@ -149,7 +149,7 @@ def test_files_written_together_all_change_or_none(tmp_path):
     (tmp_path / "a.pdf").write_bytes(b"old pdf")
     with pytest.raises(KeyboardInterrupt):
         with held():
-            signal.raise_signal(signal.SIGINT)  # arrives mid-commit: delivered once it is done
+            signal.raise_signal(signal.SIGINT)  # arrives before the commit is done: delivered after it
             io.write_together({**files, tmp_path / "a.pdf": None})
             assert not (tmp_path / "a.pdf").exists()
     assert all(path.read_bytes() == data for path, data in files.items())
@@ -157,3 +157,19 @@ def test_files_written_together_all_change_or_none(tmp_path):
     with pytest.raises(io.MinimaError):
         io.write_together({tmp_path / "a.md": b"newer", tmp_path / "blocked" / "x": b"x"})
     assert (tmp_path / "a.md").read_bytes() == b"new a.md" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_interrupt_between_two_renames_waits_for_the_second(tmp_path, monkeypatch):
+    import signal
+
+    replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        replace(src, dst)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the first rename
+
+    monkeypatch.setattr(io.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt) as info:
+        io.write_together({tmp_path / "a.md": b"new md", tmp_path / "a.tex": b"new tex"})
+    assert info.value.written  # the caller says the new files are in place, not the old ones
+    assert (tmp_path / "a.md").read_bytes() == b"new md" and (tmp_path / "a.tex").read_bytes() == b"new tex"
