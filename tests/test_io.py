@@ -138,7 +138,18 @@ def test_a_file_where_a_directory_belongs_is_named(tmp_path):
             pass
 
 
-def test_files_written_together_all_change_or_none(tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, as in a fresh process (importing dask_jobqueue, as the
+    executor tests do, replaces the handler for the rest of the session)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_files_written_together_all_change_or_none(tmp_path, ctrl_c_raises):
     """report.md, .tex and .pdf once went out of step when LaTeX was interrupted: an interrupt
     during the renames waits for them, and a failure while staging changes nothing."""
     import signal
@@ -159,7 +170,7 @@ def test_files_written_together_all_change_or_none(tmp_path):
     assert (tmp_path / "a.md").read_bytes() == b"new a.md" and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_an_interrupt_between_two_renames_waits_for_the_second(tmp_path, monkeypatch):
+def test_an_interrupt_between_two_renames_waits_for_the_second(tmp_path, monkeypatch, ctrl_c_raises):
     import signal
 
     replace = os.replace
