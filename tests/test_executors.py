@@ -640,3 +640,12 @@ def test_a_task_log_keeps_every_attempt_and_names_a_lost_worker(tmp_path):
     assert note == f"; attempt 2: Dask ran it again after losing its worker tcp://10.0.0.1:4000; every attempt is in {log}"
     # a later sweep starts from the attempts of its own sweep only
     assert driver._run_task(["check"], str(tmp_path), str(REPO), str(REPO), str(log), str(token), "t0k3n", "s2")["attempt"] == 1
+
+
+def test_the_slurm_executor_keeps_ctrl_c(tmp_path):
+    """Importing dask_jobqueue makes SIGINT a silent sys.exit() (status 0): an interrupted SLURM
+    sweep exited as if it had finished."""
+    code = ("import signal; from minima.executors.slurm import slurm_cluster_class; slurm_cluster_class(); "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
