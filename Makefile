@@ -8,6 +8,7 @@
 #                          learning-rate siblings); TASK_RUNS=1 gives the finest tasks for clusters
 #   PROGRESS=0             plain log lines instead of progress bars (bars show only on a terminal)
 #   ROOT=dir               where runs/, build/ and data/ live (default: here)
+#   PROFILE and ROOT are taken literally: spaces, quotes, `$`, non-ASCII letters are part of the path
 SHELL := /bin/bash
 PROFILE ?= auto
 ENV ?= venv
@@ -17,14 +18,19 @@ PYTHON ?= python3
 VENV := .venv
 STAMPS := .stamps
 ROOT ?= .
-export MINIMA_ROOT := $(abspath $(ROOT))
+# Paths are data, not make syntax: PROFILE and ROOT are taken unexpanded ($(value ...): a `$`, a
+# `$(...)`, a space or a quote is part of the name) and reach recipes only as environment
+# variables that the shell quotes ("$$MINIMA_ROOT"), never pasted into recipe text; `unexport`
+# keeps make from expanding them itself when it hands its variables to the recipes.
+unexport PROFILE ROOT
+export MINIMA_PROFILE := $(value PROFILE)
+export MINIMA_ROOT := $(value ROOT)
 export MINIMA_PROGRESS := $(PROGRESS)
-BUILD := $(MINIMA_ROOT)/build
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 TASK_RUNS ?= 9
 TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra poppler-utils
-# The command recorded in the report's appendix: the one the user typed.
-CREATED_BY ?= make $(or $(MAKECMDGOALS),all) PROFILE=$(PROFILE)$(if $(filter-out local,$(EXECUTOR)), EXECUTOR=$(EXECUTOR))
+# The command recorded in the report's appendix, word by word (minima quotes it): the one the user typed.
+CREATED_BY = make $@ "PROFILE=$$MINIMA_PROFILE"$(if $(filter-out local,$(EXECUTOR)), EXECUTOR=$(EXECUTOR))
 
 ifeq ($(ENV),system)
 PY := $(PYTHON)
@@ -39,15 +45,20 @@ MINIMA := $(PY) -m minima
 
 .PHONY: all report test bench setup venv check-env tex fashion data clean distclean help
 
+# summary.json from the cached results, then the report from it (`make all` ends with this too)
+define RENDER
+	$(MINIMA) summarize --profile "$$MINIMA_PROFILE" --created-by $(CREATED_BY)
+	$(PY) -m report --summary "$$MINIMA_ROOT/build/summary.json" --figures "$$MINIMA_ROOT/build/figures" --out "$$MINIMA_ROOT/build"
+endef
+
 all: $(READY) tex
-	$(MINIMA) plan --profile "$(PROFILE)" --task-runs $(TASK_RUNS)
-	$(MINIMA) execute --profile "$(PROFILE)" --executor $(EXECUTOR) --jobs $(JOBS)
-	$(MAKE) --no-print-directory report PROFILE="$(PROFILE)" CREATED_BY="$(CREATED_BY)"
+	$(MINIMA) plan --profile "$$MINIMA_PROFILE" --task-runs $(TASK_RUNS)
+	$(MINIMA) execute --profile "$$MINIMA_PROFILE" --executor $(EXECUTOR) --jobs $(JOBS)
+	$(RENDER)
 
 # Re-render from cached results only: never trains; lists missing results if any.
 report: $(READY)
-	$(MINIMA) summarize --profile "$(PROFILE)" --created-by "$(CREATED_BY)"
-	$(PY) -m report --summary "$(BUILD)/summary.json" --figures "$(BUILD)/figures" --out "$(BUILD)"
+	$(RENDER)
 
 # TESTS=path narrows the run (e.g. TESTS=tests/test_io.py)
 TESTS ?= tests
@@ -55,7 +66,7 @@ test: setup
 	$(PY) -m pytest $(TESTS)
 
 bench: setup
-	$(MINIMA) bench --profile "$(PROFILE)"
+	$(MINIMA) bench --profile "$$MINIMA_PROFILE"
 
 setup: $(READY) tex data fashion
 
@@ -99,7 +110,7 @@ $(STAMPS)/tex:
 	fi
 
 data: $(READY)
-	$(MINIMA) data --profile "$(PROFILE)"
+	$(MINIMA) data --profile "$$MINIMA_PROFILE"
 
 help:
 	@echo "make all [PROFILE=quick|paper|seed|tiny|auto|path.toml]  train, analyse, write build/report.{pdf,md}"
@@ -108,12 +119,13 @@ help:
 	@echo "make all EXECUTOR=slurm    run the plan on SLURM through dask-jobqueue (your jobqueue.yaml)"
 	@echo "make all JOBS=N            N tasks (or workers) at once (default: one per core)"
 	@echo "make all PROGRESS=0        plain log lines, no progress bars"
+	@echo "make all ROOT=dir          keep runs/, build/, data/ under dir (PROFILE and ROOT are taken literally)"
 	@echo "make report                re-render the report from cached results (never trains)"
 	@echo "make test                  run the test suite"
 	@echo "make bench                 curvature and training benchmarks -> build/bench.{json,md}"
 
 clean:
-	rm -rf "$(BUILD)"
+	rm -rf "$$MINIMA_ROOT/build"
 
 distclean: clean
-	rm -rf "$(MINIMA_ROOT)/runs" "$(MINIMA_ROOT)/data" $(VENV) $(STAMPS)
+	rm -rf "$$MINIMA_ROOT/runs" "$$MINIMA_ROOT/data" $(VENV) $(STAMPS)

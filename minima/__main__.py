@@ -2,17 +2,21 @@
 outputs are current, so rerunning is cheap and an interrupted run resumes.
 
 Errors are one line on stderr and exit status 2 (an unexpected one too: its traceback only
-with --debug); an interrupt exits 130 and the next call resumes.
+with --debug); an interrupt exits 130 (Ctrl-C) or 143 (SIGTERM) with one line, and the next
+call resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from minima.interrupts import EXIT_STATUS, Terminated, sigterm_raises
 from minima.io import MinimaError
 from minima.paths import TASK_RUNS
 
@@ -26,7 +30,7 @@ STAGES = {
     "run": "train + curvature + sharpness + landscape of the given runs",
     "study": "profile-level analyses: Dinh's rescaling experiment and the interpolation between minima",
     "execute": "run the plan's pending tasks with an executor (local make, a Dask cluster, or SLURM)",
-    "summarize": "collect every result and the analysis into build/summary.json (never trains; lists what is missing)",
+    "summarize": "collect every result and the analysis into build/summary.json (never trains or changes runs/; lists what is missing or corrupt)",
     "check": "check that this Python has what minima needs (torch >= 2.4, numpy, scipy, ...); one line per problem",
     "bench": "curvature and training benchmarks against PyHessian and curvlinops -> build/bench.{json,md}",
 }
@@ -66,7 +70,9 @@ def parser() -> argparse.ArgumentParser:
             stage.add_argument("--jobs", type=int, default=0, help="parallel tasks / workers (default: one per core)")
             stage.add_argument("--scheduler", default=None, help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS)")
         if name == "summarize":
-            stage.add_argument("--created-by", default=None, help="the command recorded as having produced the results")
+            stage.add_argument("--created-by", nargs="+", default=None, metavar="WORD",
+                               help="the command recorded as having produced the results, one argument per word "
+                                    "(recorded quoted as a shell needs it), or as one string")
         if name == "bench":
             stage.add_argument("--out", type=Path, default=None, help="directory for bench.json and bench.md (default: ROOT/build)")
             stage.add_argument("--samples", type=int, default=0, help="training images for curvature timing (default: 60000 on GPU, 5000 on CPU)")
@@ -77,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        _dispatch(args)
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: temporary files go, locks are released
+            _dispatch(args)
     except MinimaError as exc:
         print(f"minima: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("minima: interrupted; finished work is saved and the next call resumes", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"minima: {'terminated' if terminated else 'interrupted'}; finished work is saved and the next call resumes",
+              file=sys.stderr)
+        return EXIT_STATUS[signal.SIGTERM if terminated else signal.SIGINT]
     except Exception as exc:  # the last resort: one line, the traceback only on request
         if getattr(args, "debug", False):
             traceback.print_exc()
@@ -107,8 +116,11 @@ def _dispatch(args: argparse.Namespace) -> None:
     from minima.runtime import configure_threads, show_progress
 
     configure_threads()
+    # summarize (all that `make report` runs before rendering) never changes runs/: it lists what
+    # is corrupt instead of moving it aside
     ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None),
-                                progress=show_progress(not args.no_progress), warn=args.stage == "plan")
+                                progress=show_progress(not args.no_progress), warn=args.stage == "plan",
+                                repair=args.stage != "summarize")
     if args.stage in ("data", "plan"):  # plan provisions the data first: `make all` starts with it
         manifest = pipeline.stage_data(ctx)
         print(f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from {manifest['source']}, checksums verified")
@@ -134,7 +146,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.stage == "summarize":
         from minima import analysis
 
-        path = analysis.write_summary(ctx, created_by=args.created_by)
+        path = analysis.write_summary(ctx, created_by=_command_text(args.created_by))
         print(f"wrote {path}")
         return
     if args.stage == "bench":
@@ -150,6 +162,13 @@ def _dispatch(args: argparse.Namespace) -> None:
     else:
         for run in runs:
             pipeline.stage_analyses(ctx, run, (args.stage,))
+
+
+def _command_text(words: list[str] | None) -> str | None:
+    """Words as a command a shell takes back (a path with a space quoted); one word as given."""
+    if not words:
+        return None
+    return words[0] if len(words) == 1 else shlex.join(words)
 
 
 if __name__ == "__main__":

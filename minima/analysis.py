@@ -23,7 +23,6 @@ from typing import Any
 
 from minima import claims as claims_stage
 from minima import facts, paths, pipeline, stats, verdicts
-from minima.stats import is_finite
 from minima.claims import psi_groups
 from minima.config import VALIDATION_RULE
 from minima.data import DISPLAY_NAMES, describe_preprocessing
@@ -264,7 +263,8 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     missing = pipeline.missing_results(ctx)
     if missing:
         listing = "; ".join(missing[:6]) + (f"; and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise MinimaError(f"missing results for profile {ctx.profile.ref} (run `{pipeline.advice(ctx)}`): {listing}")
+        fix = ", which moves corrupt files aside and recomputes them" if ctx.corrupt else ""
+        raise MinimaError(f"missing results for profile {ctx.profile.ref} (run `{pipeline.advice(ctx)}`{fix}): {listing}")
     profile = ctx.profile
     runs = [run_record(ctx, run) for run in profile.runs]
     manifest = read_json(ctx.layout.data / profile.study.dataset / "manifest.json", require=("source", "sha256"))
@@ -277,7 +277,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     aggregate_rows = facts.aggregates(runs, list(profile.study.optimizers), quantities)
     correlation_rows = correlations(runs, list(profile.axes), kinds)
     extreme_rows = facts.extremes(aggregate_rows, sharp_quantities)
-    dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names])
+    dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names], runs)
     facts_design = facts.design(profile, runs)
     tuning = facts.tuning(runs, list(profile.study.optimizers), profile.grid, len(ctx.validation_set(profile.runs[0]).split.y))
     commit, dirty = git_state(paths.REPO_DIR)

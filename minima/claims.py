@@ -379,8 +379,8 @@ def dinh(summary: dict) -> list[dict]:
     if not info.get("applicable"):
         return [_untestable(spec, info.get("note") or "not run")]
     run = next((r for r in summary["runs"] if r["run"] == info.get("run")), None)
-    if run is None or not facts.is_converged(run):
-        return [_untestable(spec, "the rescaled run did not converge: a capped run is no minimum")]
+    if run is None or not facts.is_converged(run) or info.get("converged") is False:
+        return [_untestable(spec, info.get("note") or "the rescaled run did not converge: a capped run is no minimum")]
     factor = (info.get("factors") or {}).get("top_eigenvalue")
     same = (info.get("max_logit_change") or 0.0) <= DINH_SAME_FUNCTION and info.get("accuracy_min") == info.get("accuracy_max")
     return [_row(spec, value=factor, n=len(summary["dinh"]), condition=same, method="deterministic check",

@@ -74,7 +74,7 @@ class StudySettings:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Linear interpolation between the first minima of these two optimizers ([] = none).
     interpolate: tuple[Optimizer, ...] = ("sgd", "adam")
-    # Whose first minimum Dinh's rescaling is applied to.
+    # Whose first converged minimum Dinh's rescaling is applied to (none converged: not testable).
     dinh_optimizer: Optimizer = "sgd"
     # How each batch size's learning-rate grid moves with it (the listed rates: the smallest batch's).
     lr_batch_scaling: Literal["none", "sqrt", "linear"] = "none"
@@ -186,10 +186,22 @@ class Profile:
             values["label_noise"] = run.train.label_noise
         return values
 
+    def levels(self, axis: str) -> Any:
+        """What the runs used on one grid axis, as the report states it: the value when every
+        run used the same, the list of levels when they vary, per optimizer where the optimizers'
+        levels differ. Never `[train]`'s default where the grid overrode it."""
+        per = {name: grid[axis] for name, grid in self.grid.items()}
+        stated = {name: values[0] if len(values) == 1 else list(values) for name, values in per.items()}
+        distinct = {repr(v) for v in stated.values()}
+        return next(iter(stated.values())) if len(distinct) == 1 else stated
+
     def settings_json(self) -> dict[str, Any]:
+        # batch_size and label_noise are grid axes: [train] holds only the default the grid
+        # started from (the report once stated batch_size = 128 for runs at 32 and 64)
+        train = {**to_table(self.train), **{axis: self.levels(axis) for axis in _TRAIN_GRID_KEYS}}
         return {
             "study": to_table(self.study),
-            "train": to_table(self.train),
+            "train": train,
             "curvature": to_table(self.curvature),
             "sharpness": to_table(self.sharpness),
             "landscape": to_table(self.landscape),

@@ -203,9 +203,14 @@ def tuning(runs: list[dict], optimizers: list[str], grid: dict[str, dict[str, li
                                                "val_accuracy": best["val_accuracy"]["mean"]}}
 
 
-def dinh_facts(record: dict, quantities: list[str]) -> dict[str, Any]:
+def dinh_facts(record: dict, quantities: list[str], runs: list[dict]) -> dict[str, Any]:
+    """The rescaling experiment's facts; `converged` says whether the rescaled run is a minimum
+    (claims use converged runs only: a capped run makes the Dinh claim not testable)."""
     rows = record.get("rows") or []
     info = {k: record.get(k) for k in ("applicable", "run", "optimizer", "seed", "layers", "note", "reference_test_accuracy")}
+    info["converged"] = any(r["run"] == record.get("run") for r in converged_runs(runs))
+    if info["applicable"] and not info["converged"]:
+        info["note"] = f"the rescaled {info['optimizer']} run {info['run']} did not converge (capped or diverged): it is no minimum"
     if not rows:
         return {**info, "factors": {}, "moved": [], "stable": [], "nonpositive": [], "moved_factor": MOVED_FACTOR,
                 "stable_factor": STABLE_FACTOR}
@@ -237,9 +242,17 @@ def dinh_facts(record: dict, quantities: list[str]) -> dict[str, Any]:
 
 
 def optimizer_grid(profile: Profile) -> dict[str, dict[str, Any]]:
-    """Each optimizer's learning rates and its other (fixed) hyperparameters, for the setup table."""
-    return {name: {"lr": profile.grid[name]["lr"], **{k: v for k, v in cfg.hyperparameters().items() if k != "lr"}}
-            for name, cfg in profile.optimizers.items()}
+    """Each optimizer's learning rates, its weight decay (the levels, where it varies) and its
+    other (fixed) hyperparameters, for the setup table. `profile.optimizers` holds each
+    optimizer's first grid point only: its weight decay is not what every run used."""
+    out = {}
+    for name, cfg in profile.optimizers.items():
+        decays = profile.grid[name]["weight_decay"]
+        params = {k: v for k, v in cfg.hyperparameters().items() if k != "lr"}
+        if "weight_decay" in params:
+            params["weight_decay"] = decays[0] if len(decays) == 1 else list(decays)
+        out[name] = {"lr": profile.grid[name]["lr"], **params}
+    return out
 
 
 def original_study(profile: Profile, runs: list[dict]) -> dict[str, Any]:

@@ -9,8 +9,9 @@ Tensor files (`model.pt`, checkpoints) go through `minima.tensors`, which builds
   ("no space left on device: runs/ab12/model.pt"), never an OS traceback.
 - JSON is checked on read: a file that is not a JSON object, or lacks a required field, is a
   `CorruptFile` (a `MinimaError`) naming the file, so a caller can move it aside and recompute.
-- `locked` serializes work on one path across processes (flock on a lock file), so two
-  `make all` in one directory wait for each other instead of training every run twice.
+- `locked` serializes work on one path across processes (flock on a lock file, removed when
+  released), so two `make all` in one directory wait for each other instead of training every
+  run twice.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from minima.interrupts import Terminated, held
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -49,11 +52,22 @@ def os_error_message(exc: OSError, path: Path | str) -> str:
         return f"disk quota exceeded: {path}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {path}: {exc.strerror or 'permission denied'}"
+    blocker = _file_in_the_way(Path(path)) if exc.errno in (errno.EEXIST, errno.ENOTDIR) else None
+    if blocker is not None:  # mkdir's own words were "File exists", naming neither file
+        return f"cannot write {path}: {blocker} is a file, not a directory; move it away (or choose another ROOT)"
     return f"cannot write {path}: {exc.strerror or exc}"
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    path = Path(path)
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest directory of `path` that exists as something other than a directory."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def _staged(path: Path, write: Callable[[Path], None]) -> Path:
+    """A temporary file beside `path` holding what `write` put there (removed on any failure)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -63,14 +77,53 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise MinimaError(os_error_message(exc, path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    path = Path(path)
+    tmp = _staged(path, write)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MinimaError(os_error_message(exc, path)) from exc
     return path
+
+
+def write_together(files: Mapping[Path, bytes | None]) -> None:
+    """Replace several files as one (None: remove that file): every new file is staged beside
+    its target first, then all are renamed into place with SIGINT and SIGTERM held back, so an
+    interrupt leaves either all the old files or all the new ones (the report's md, tex and pdf
+    once went out of step when LaTeX was interrupted)."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, data in files.items():
+            if data is not None:
+                staged[Path(path)] = _staged(Path(path), lambda tmp, data=data: tmp.write_bytes(data))
+        try:
+            with held():
+                for path, data in files.items():
+                    target = Path(path)
+                    try:
+                        if data is None:
+                            target.unlink(missing_ok=True)
+                        else:
+                            os.replace(staged.pop(target), target)
+                    except OSError as exc:
+                        raise MinimaError(os_error_message(exc, target)) from exc
+        except (KeyboardInterrupt, Terminated) as exc:  # it arrived during the renames, and waited for them
+            exc.written = True  # so the caller does not say the old files are still there
+            raise
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -137,29 +190,54 @@ def move_aside(path: Path) -> Path:
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if needed) for the duration of the block.
+    """Hold an exclusive lock on `path` for the duration of the block; the lock file is removed
+    when the lock is released (empty `.lock` files once stayed in every run directory).
 
-    flock locks are released by the kernel when the process dies, so a killed run never leaves
-    a stale lock behind. Shared file systems without flock support make this a no-op lock.
+    flock locks are released by the kernel when the process dies, so a killed run never leaves a
+    stale lock behind (an empty file at most, which the next holder removes). Removing the file
+    keeps mutual exclusion because the holder unlinks it while still holding the lock, and a
+    process that waited on that file checks, once it holds the lock, that the path still names
+    the very file it locked; if not, it opens the path again and waits on the new file. Without
+    the check, a waiter holding the lock of the unlinked file and a newcomer locking a new file
+    at the same path would both work at once. Shared file systems without flock support make
+    this a no-op lock that leaves its file alone.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")
-    except OSError as exc:
-        raise MinimaError(os_error_message(exc, path)) from exc
+    handle, held_lock = _acquire(path)
     with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        except OSError:
-            pass  # file systems without locks: proceed unlocked rather than fail
         try:
             yield
         finally:
+            if held_lock:
+                try:
+                    path.unlink()  # before unlocking: see the docstring
+                except OSError:
+                    pass  # a read-only directory: the empty file stays, harmless
+
+
+def _acquire(path: Path) -> tuple[Any, bool]:
+    """An open lock file at `path` that this process holds the flock of (False: no flock here)."""
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")
+        except OSError as exc:
+            raise MinimaError(os_error_message(exc, path)) from exc
+        try:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             except OSError:
-                pass
+                return handle, False  # file systems without locks: proceed unlocked rather than fail
+            try:
+                same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            handle.close()
+            raise
+        if same:
+            return handle, True
+        handle.close()  # its holder removed it after we opened it: wait on the path's new file
 
 
 def finite_or_none(value: Any) -> Any:

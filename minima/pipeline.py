@@ -8,7 +8,8 @@ parts and `make report`'s list of what is missing all use). Anything else recomp
 
 Work on one run holds that run's lock, so two `make all` in one directory train each run once:
 the second waits, then finds the run current. A corrupt artifact is moved aside
-(`<name>.corrupt`) with one line saying so, and recomputed.
+(`<name>.corrupt`) with one line saying so, and recomputed; `summarize` (`make report`) changes
+nothing and lists it with what is missing (Context.repair).
 """
 
 from __future__ import annotations
@@ -51,10 +52,16 @@ class Context:
     dtype: torch.dtype
     data_dir: Path | None = None
     progress: bool = False
+    repair: bool = True  # move corrupt results aside to recompute them; False: change nothing, note them
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def run_dir(self, run: RunConfig) -> Path:
         return self.layout.run_dir(run.run_hash)
+
+    @property
+    def corrupt(self) -> dict[Path, str]:
+        """Corrupt results found and left in place (repair=False): path -> what is wrong."""
+        return self._cache.setdefault("corrupt", {})
 
     @property
     def dataset(self) -> data_stage.Dataset:
@@ -100,12 +107,28 @@ class Context:
 
 
 def open_context(profile_ref: str, *, root: str | None = None, data_dir: Path | None = None, progress: bool = False,
-                 warn: bool = False) -> Context:
+                 warn: bool = False, repair: bool = True) -> Context:
     ref = default_profile() if profile_ref == "auto" else profile_ref
+    _plain_text("profile", ref)
+    layout = paths.layout(root)
+    _plain_text("root", str(layout.root))
     profile = load_profile(ref, warn=warn)
     device = select_device(profile.study.device)
     configure_device(device)
-    return Context(profile, paths.layout(root), device, DTYPES[profile.study.dtype], data_dir, progress)
+    return Context(profile, layout, device, DTYPES[profile.study.dtype], data_dir, progress, repair)
+
+
+CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
+
+
+def _plain_text(what: str, text: str) -> None:
+    """Spaces, quotes, `$` and any Unicode letter are fine in a path (they reach make recipes
+    quoted); a control character is not: a newline would end a recipe line of plan.mk."""
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        name = CONTROL_NAMES.get(bad, "a control character")
+        raise MinimaError(f"the {what} path {text!r} contains {name} (U+{ord(bad):04X}), which make cannot pass on; "
+                          "rename it")
 
 
 def stage_data(ctx: Context) -> dict:
@@ -139,19 +162,24 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def is_current(path: Path, inputs: dict[str, Any]) -> bool:
+def is_current(ctx: Context, path: Path, inputs: dict[str, Any]) -> bool:
     """The one currency check: the result exists, is readable and was computed from `inputs`.
     A corrupt result is moved aside (and so recomputed)."""
     if not path.exists():
         return False
     record = read_json_or_none(path, require=("inputs",))
     if record is None:
-        _move_aside(path, "unreadable or incomplete result")
+        _corrupt(ctx, path, "unreadable or incomplete result")
         return False
     return record["inputs"] == inputs
 
 
-def _move_aside(path: Path, why: str) -> None:
+def _corrupt(ctx: Context, path: Path, why: str) -> None:
+    """A corrupt result: moved aside (so its stage recomputes it), or, where nothing may change
+    (`summarize`, which `make report` runs), only noted for the list of what is missing."""
+    if not ctx.repair:
+        ctx.corrupt.setdefault(path, why)
+        return
     moved = move_aside(path)
     print(f"minima: {path} is corrupt ({why}); moved to {moved.name}, recomputing", file=sys.stderr)
 
@@ -162,7 +190,7 @@ def metrics(ctx: Context, run: RunConfig) -> dict | None:
         return None
     record = read_json_or_none(path, require=("status", "converged", "epochs_completed", "history", "final"))
     if record is None or not isinstance(record["final"] if record["status"] != "running" else {}, dict):
-        _move_aside(path, "not a metrics record")
+        _corrupt(ctx, path, "not a metrics record")
         return None
     return record
 
@@ -176,8 +204,9 @@ def is_trained(ctx: Context, run: RunConfig) -> bool:
     try:
         load_trained(ctx, run)
     except CorruptFile as exc:
-        _move_aside(exc.path, exc.reason)
-        _move_aside(ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
+        _corrupt(ctx, exc.path, exc.reason)
+        if ctx.repair:
+            _corrupt(ctx, ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
         return False
     return True
 
@@ -207,20 +236,20 @@ def analysis_path(ctx: Context, run: RunConfig, kind: str) -> Path:
 def analysis_is_current(ctx: Context, run: RunConfig, kind: str, inputs: dict | None = None) -> bool:
     """`inputs`: analysis_inputs(ctx, run, kind) where the caller has them already."""
     inputs = analysis_inputs(ctx, run, kind) if inputs is None else inputs
-    current = is_current(analysis_path(ctx, run, kind), inputs)
+    current = is_current(ctx, analysis_path(ctx, run, kind), inputs)
     if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
-        current = _readable(ctx.run_dir(run) / paths.EIGENVECTORS_PT)
+        current = _readable(ctx, ctx.run_dir(run) / paths.EIGENVECTORS_PT)
     return current
 
 
-def _readable(path: Path) -> bool:
+def _readable(ctx: Context, path: Path) -> bool:
     """A tensor file that loads; a corrupt one is moved aside (so its producer runs again)."""
     if not path.exists():
         return False
     try:
         load_torch(path)
     except CorruptFile as exc:
-        _move_aside(exc.path, exc.reason)
+        _corrupt(ctx, exc.path, exc.reason)
         return False
     return True
 
@@ -234,9 +263,34 @@ def study_kinds(ctx: Context) -> tuple[str, ...]:
 
 
 def study_runs(ctx: Context, kind: str) -> tuple[RunConfig, ...]:
-    if kind == "dinh":
-        return (ctx.profile.first_run(ctx.profile.study.dinh_optimizer),)
-    return tuple(ctx.profile.first_run(name) for name in ctx.profile.study.interpolate)
+    """The runs a study part's result depends on, in profile order.
+
+    The interpolation reads the first run of each of its two optimizers. Dinh's rescaling is
+    applied to the first *converged* run of `dinh_optimizer` (a capped run is no minimum, and
+    claims use converged runs only), which is known only after training: the part depends on
+    that optimizer's runs up to the first one trained and converged, all of them while none is.
+    """
+    if kind != "dinh":
+        return tuple(ctx.profile.first_run(name) for name in ctx.profile.study.interpolate)
+    reads = []
+    for run in ctx.profile.runs:
+        if run.optimizer.name == ctx.profile.study.dinh_optimizer:
+            reads.append(run)
+            if _converged(ctx, run):
+                break
+    return tuple(reads)
+
+
+def _converged(ctx: Context, run: RunConfig) -> bool:
+    record = metrics(ctx, run) if is_trained(ctx, run) else None
+    return record is not None and record["status"] == "ok" and bool(record["converged"])
+
+
+def dinh_run(ctx: Context) -> RunConfig | None:
+    """The run Dinh's rescaling is applied to: the first converged run of `dinh_optimizer`;
+    None while none is (study_inputs tells whether that is final: every run trained)."""
+    last = study_runs(ctx, "dinh")[-1]
+    return last if _converged(ctx, last) else None
 
 
 def study_path(ctx: Context, kind: str) -> Path:
@@ -259,7 +313,7 @@ def study_inputs(ctx: Context, kind: str) -> dict[str, Any] | None:
 
 def study_is_current(ctx: Context, kind: str) -> bool:
     inputs = study_inputs(ctx, kind)
-    return inputs is not None and is_current(study_path(ctx, kind), inputs)
+    return inputs is not None and is_current(ctx, study_path(ctx, kind), inputs)
 
 
 def missing_results(ctx: Context) -> list[str]:
@@ -273,7 +327,13 @@ def missing_results(ctx: Context) -> list[str]:
         if stale:
             missing.append(f"{run.run_hash} ({run.label}): {', '.join(stale)}")
     missing += [f"study: {kind}" for kind in study_kinds(ctx) if not study_is_current(ctx, kind)]
-    return missing
+    corrupt = [f"{_shown(ctx, path)} is corrupt ({why})" for path, why in ctx.corrupt.items()]
+    return corrupt + missing
+
+
+def _shown(ctx: Context, path: Path) -> str:
+    """A path under the root as runs/<hash>/<file>: the root is in the advice beside it."""
+    return str(path.relative_to(ctx.layout.root)) if path.is_relative_to(ctx.layout.root) else str(path)
 
 
 # ---- per-run stages ------------------------------------------------------------------------
@@ -406,7 +466,7 @@ def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
                 raise MinimaError(f"run {run.run_hash} ({run.label}) is not trained yet: run `{advice(ctx)}`")
         with locked(study_path(ctx, kind).with_suffix(".lock")):
             inputs = study_inputs(ctx, kind)
-            if is_current(study_path(ctx, kind), inputs):
+            if is_current(ctx, study_path(ctx, kind), inputs):
                 continue
             started = time.perf_counter()
             values = _dinh(ctx) if kind == "dinh" else _interpolation(ctx)
@@ -417,11 +477,14 @@ def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
 
 def _dinh(ctx: Context) -> dict:
     profile = ctx.profile
-    (run,) = study_runs(ctx, "dinh")
-    if run.model != "modern":
-        return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {run.model} variant uses tanh"}
-    if (metrics(ctx, run) or {}).get("status") != "ok":
-        return {"applicable": False, "rows": [], "note": f"the {run.optimizer.name} run diverged"}
+    if profile.study.model != "modern":
+        return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {profile.study.model} variant uses tanh"}
+    run = dinh_run(ctx)
+    if run is None:
+        name, n = profile.study.dinh_optimizer, len(study_runs(ctx, "dinh"))
+        return {"applicable": False, "rows": [], "note": (
+            f"none of the {n} {name} runs converged (full training loss ≤ {profile.train.stop_loss:g} within "
+            f"max_epochs = {profile.train.max_epochs}, not diverged): a capped run is no minimum")}
     model = load_trained(ctx, run)
     cx, cy, _ = ctx.analysis_data(run, profile.curvature.n_samples, profile.curvature.seed)
     sx, sy, _ = ctx.analysis_data(run, profile.sharpness.n_samples, profile.sharpness.seed)

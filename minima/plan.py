@@ -169,10 +169,16 @@ def makefile(plan: Plan) -> str:
             continue
         lines += [f".PHONY: {task.key}", f"{task.key}: {' '.join(task.after)}".rstrip()]
         for step in ([task] if task.pending else []) + chained.get(task.key, []):
-            lines.append("\t$(MINIMA) " + " ".join(shlex.quote(arg) for arg in step.command))
+            lines.append("\t$(MINIMA) " + " ".join(recipe_word(arg) for arg in step.command))
     targets = " ".join(task.key for task in plan.tasks if task.key not in riders)
     lines += [f"all-runs: {targets}", ""]
     return "\n".join(lines)
+
+
+def recipe_word(arg: str) -> str:
+    """One argument in a make recipe: quoted for the shell, `$` doubled for make (a profile named
+    `a$1b.toml` reached minima as `ab.toml`, and one named `x$(shell touch PWN).toml` ran)."""
+    return shlex.quote(arg).replace("$", "$$")
 
 
 def write_plan(ctx: Context, json_path: Path | None = None, mk_path: Path | None = None, task_runs: int = TASK_RUNS) -> Plan:
@@ -193,4 +199,4 @@ def read_plan(path: Path) -> Plan:
     return Plan(record["profile"], record["root"], tasks)
 
 
-__all__ = ["Plan", "Task", "build_plan", "makefile", "read_plan", "task_groups", "write_plan"]
+__all__ = ["Plan", "Task", "build_plan", "makefile", "read_plan", "recipe_word", "task_groups", "write_plan"]

@@ -240,11 +240,12 @@ class Summary(_Open):
 
 # A corrupt or outdated summary cannot be trusted to say which profile and root built it, so the
 # advice names what the user must repeat.
+ERRORS_SHOWN = 3  # a validation error names this many problems, then their count
 REBUILD = "rebuild it with `make report` and the PROFILE= (and ROOT=) that built it"
 
 
 def validate_summary(summary: Any, *, where: str = "summary") -> dict:
-    """The summary itself, or a MinimaError naming the first bad field on one line."""
+    """The summary itself, or a MinimaError naming its first few bad fields and their count on one line."""
     if not isinstance(summary, dict):
         raise MinimaError(f"{where}: expected a JSON object, got {type(summary).__name__}")
     if summary.get("schema") != SCHEMA_VERSION:
@@ -253,7 +254,7 @@ def validate_summary(summary: Any, *, where: str = "summary") -> dict:
     try:
         Summary.model_validate(summary)
     except ValidationError as exc:
-        raise MinimaError(describe(exc, where)) from None
+        raise MinimaError(describe(exc, where, first=ERRORS_SHOWN)) from None
     return summary
 
 

@@ -74,20 +74,41 @@ _MESSAGES = {
 }
 
 
-def describe(error: ValidationError, where: str) -> str:
-    """The first error of a pydantic ValidationError as one line naming key and value."""
-    first = error.errors()[0]
-    loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+QUOTED_CHARS = 60  # a value quoted in an error: enough to recognise it, never a whole object
+
+
+def _quoted(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARS else text[:QUOTED_CHARS - 1] + "…"
+
+
+def _problem(error: dict, where: str) -> str:
+    """One pydantic error as `key: what is wrong, got value` (the value cut short)."""
+    loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
     at = f"{where}.{loc}" if loc and where else (loc or where)
-    kind, ctx = first["type"], first.get("ctx") or {}
+    kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "value_error":  # a __post_init__ rule: its message already names key and value
-        message = str(ctx.get("error", first["msg"]))
+        message = str(ctx.get("error", error["msg"]))
         return f"{where}: {message}" if where else message
+    if kind == "missing":  # its "input" is the whole object around the missing key
+        return f"{at}: is missing"
     if kind == "literal_error":
-        return f"{at}: must be one of {ctx.get('expected')}, got {first['input']!r}"
+        return f"{at}: must be one of {ctx.get('expected')}, got {_quoted(error['input'])}"
     template = _MESSAGES.get(kind)
-    text = template.format(**ctx) if template else first["msg"][0].lower() + first["msg"][1:]
-    return f"{at}: {text}, got {first['input']!r}"
+    text = template.format(**ctx) if template else error["msg"][0].lower() + error["msg"][1:]
+    return f"{at}: {text}, got {_quoted(error['input'])}"
+
+
+def describe(error: ValidationError, where: str, *, first: int = 1) -> str:
+    """A pydantic ValidationError as one short line: its first `first` problems, each naming
+    key and value, and how many there are in all (a summary missing a field in every run once
+    made a 250 KB "line" of the objects it was missing from)."""
+    problems = error.errors()
+    if len(problems) == 1 or first == 1:
+        return _problem(problems[0], where)
+    shown = "; ".join(_problem(e, "") for e in problems[:first])
+    more = f"; and {len(problems) - first} more" if len(problems) > first else ""
+    return f"{where + ': ' if where else ''}{len(problems)} problems: {shown}{more}"
 
 
 def _tuples(value: Any) -> Any:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import jinja2
 
 from minima import paths
-from minima.io import MinimaError, write_text
+from minima.io import MinimaError, write_together
 from report import figures as figs
 from report import facts, formats, latex, prose, style, tables
 from report.figures.style import TEXTWIDTH
@@ -208,9 +208,11 @@ def render_report(
 ) -> Rendered:
     """Write report.md, report.tex and (when LaTeX is installed) report.pdf into out_dir.
 
-    The summary is read and both documents rendered in memory before anything is written, so
-    a missing or corrupt summary leaves no output behind. draw_figures=False reuses the
-    figures already in figures_dir.
+    The summary is read, both documents rendered and the PDF built in memory before anything
+    is written, so a missing or corrupt summary, a LaTeX error or an interrupt leaves the
+    previous report as it was; the three files are then replaced together (a PDF that no
+    longer matches the new sources is removed). draw_figures=False reuses the figures already
+    in figures_dir.
     """
     summary = load_summary(Path(summary_path))
     figures_dir, out_dir = Path(figures_dir), Path(out_dir)
@@ -225,22 +227,23 @@ def render_report(
         figs.render_figures(summary, figures_dir)
     else:
         _check_figures(plan, figures_dir)
-    md_path = write_text(out_dir / "report.md", markdown)
-    tex_path = write_text(out_dir / "report.tex", tex)
-    _link_figures(figures_dir, out_dir)
-    if not pdf:
-        return Rendered(md_path, tex_path, None, "PDF not requested (--no-pdf)")
-    if latex.missing_tools():
-        return Rendered(md_path, tex_path, None, latex.missing_message(md_path))
+    md_path, tex_path, pdf_path, stamp = (out_dir / name for name in ("report.md", "report.tex", "report.pdf", PDF_STAMP))
+    files: dict[Path, bytes | None] = {md_path: markdown.encode(), tex_path: tex.encode()}
     figure_pdfs = [figures_dir / f"{name}.pdf" for name, reason in plan.items() if reason is None]
-    pdf_path, key = out_dir / "report.pdf", _pdf_key(tex, figure_pdfs)
-    stamp = out_dir / PDF_STAMP
+    key = _pdf_key(tex, figure_pdfs)
     # The PDF is a pure function of the .tex and the figures: skip LaTeX when neither changed.
-    if not (pdf_path.is_file() and stamp.is_file() and stamp.read_text().strip() == key):
-        stamp.unlink(missing_ok=True)
-        latex.build_pdf(tex, figure_pdfs, pdf_path)
-        write_text(stamp, key + "\n")
-    return Rendered(md_path, tex_path, pdf_path, None)
+    current = pdf_path.is_file() and stamp.is_file() and stamp.read_text().strip() == key
+    note = None if pdf else "PDF not requested (--no-pdf)"
+    if note is None and latex.missing_tools():
+        note = latex.missing_message(md_path)
+    if note is None and not current:
+        files[pdf_path] = latex.compile_pdf(tex, figure_pdfs, pdf_path.with_suffix(".log"))
+        files[stamp] = (key + "\n").encode()
+    elif note is not None and not current:  # a PDF of other sources would contradict them
+        files[pdf_path] = files[stamp] = None
+    write_together(files)
+    _link_figures(figures_dir, out_dir)
+    return Rendered(md_path, tex_path, None if note else pdf_path, note)
 
 
 PDF_STAMP = ".report.pdf.sha256"

@@ -243,6 +243,9 @@ def test_dinh_check_on_a_converged_run_only():
     capped = [{**r, "converged": False} if r["run"] == info["run"] else r for r in runs]
     [row] = claims.dinh(summary_of(capped, dinh=rows, dinh_info=info))
     assert verdict_list([row]) == ["not_testable"] and "did not converge" in row["reason"]
+    noted = {**info, "converged": False, "note": "none of the 16 sgd runs converged"}  # the study part found none
+    [row] = claims.dinh(summary_of(runs, dinh=rows, dinh_info=noted))
+    assert verdict_list([row]) == ["not_testable"] and row["reason"] == noted["note"]
 
 
 def test_holm_runs_over_every_claim_with_a_p_value():

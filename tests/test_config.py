@@ -73,6 +73,13 @@ def test_bad_profiles_fail_with_one_line_naming_the_problem(tmp_path, text, frag
     assert fragment in message and "\n" not in message
 
 
+def test_a_huge_bad_value_is_quoted_short(tmp_path):
+    with pytest.raises(MinimaError) as info:
+        _load(tmp_path, _profile_text(train=f"max_epochs = '{'x' * 50000}'"))
+    message = str(info.value)
+    assert "train.max_epochs: expected an integer, got 'xxx" in message and len(message) < 200
+
+
 def test_unknown_profile_lists_the_choices():
     with pytest.raises(MinimaError, match="quick"):
         config.load_profile("nonexistent")

@@ -367,6 +367,12 @@ def test_killed_worker_its_task_is_rescheduled_and_resumes(work, profile, refere
     assert code == 0, out[-3000:] + err[-3000:]
     assert len(re.findall(r"\[\d+/4\] \S+ ok in", err)) == 4, err[-3000:]
     assert numbers(root) == reference
+    # the lost worker is named in the driver's log, and the task's log keeps both attempts
+    assert re.search(r"dask: worker \S+ was lost while running \S+; Dask reschedules it", err), err[-3000:]
+    (again,) = re.findall(r"\[\d+/4\] (\S+) ok in .*; attempt 2: Dask ran it again after losing its worker (\S+);", err)
+    log = (root / "build" / "logs" / f"{again[0]}.log").read_text()
+    assert log.count(" 1 started ") == 1 and log.count(" 2 started ") == 1 and f"its worker {again[1]} was lost" in log
+    assert log.index(" 1 started ") < log.index(f"its worker {again[1]} was lost") < log.index(" 2 started ")
     deadline = time.monotonic() + 60  # the nanny restarts the worker: the next tests still have two
     while len(worker_processes(scheduler["workers"])) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -609,3 +615,37 @@ def test_driver_trusts_current_outputs_not_exit_codes(monkeypatch):
     short = Task("config-y", ("run",), ("cd",), (), {"gpu": 0}, 1.5, True)
     priorities = driver._priorities(Plan("tiny", "/r", (task, short, study)))
     assert priorities == {"config-x": 3.0, "config-y": 1.5, "study-dinh": 2.0}
+
+
+def test_a_task_log_keeps_every_attempt_and_names_a_lost_worker(tmp_path):
+    """A dying worker went unmentioned and the rescheduled attempt overwrote the first one's log."""
+    from minima.executors import dask as driver
+
+    token = tmp_path / "token"
+    token.write_text("t0k3n")
+    log = tmp_path / "logs" / "config-x.log"
+    log.parent.mkdir()
+    # the first attempt, as a worker killed mid-run leaves it: a header, some output, no footer
+    log.write_text(f"{driver.ATTEMPT} s1 1 started 2026-01-01T00:00:00 on worker tcp://10.0.0.1:4000, in /x: python\n"
+                   "sgd lr 0.1 seed 0 epoch 1/3: train loss 2.0\n")
+    result = driver._run_task(["check"], str(tmp_path), str(REPO), str(REPO), str(log), str(token), "t0k3n", "s1")
+    assert result["attempt"] == 2 and result["lost"] == ["tcp://10.0.0.1:4000"]
+    text = log.read_text()
+    assert text.startswith(f"{driver.ATTEMPT} s1 1 started") and "epoch 1/3: train loss 2.0\n" in text
+    assert f"{driver.ATTEMPT} s1 1 ended without a footer: its worker tcp://10.0.0.1:4000 was lost\n" in text
+    assert f"{driver.ATTEMPT} s1 2 started " in text and text.rstrip().endswith(f"exit {result['returncode']} after "
+                                                                                  f"{result['seconds']:.1f} s")
+    assert driver.ATTEMPT not in result["tail"]  # the verdict reads the command's own last lines
+    note = driver._attempts_note(result)
+    assert note == f"; attempt 2: Dask ran it again after losing its worker tcp://10.0.0.1:4000; every attempt is in {log}"
+    # a later sweep starts from the attempts of its own sweep only
+    assert driver._run_task(["check"], str(tmp_path), str(REPO), str(REPO), str(log), str(token), "t0k3n", "s2")["attempt"] == 1
+
+
+def test_the_slurm_executor_keeps_ctrl_c(tmp_path):
+    """Importing dask_jobqueue makes SIGINT a silent sys.exit() (status 0): an interrupted SLURM
+    sweep exited as if it had finished."""
+    code = ("import signal; from minima.executors.slurm import slurm_cluster_class; slurm_cluster_class(); "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]

@@ -12,11 +12,19 @@ def test_dinh_facts_never_call_a_nonpositive_value_a_factor():
         {"scale": 1.0, "top_eigenvalue": 50.0, "trace": 2.0, "adaptive_worst": 0.2, "test_accuracy": 0.95, "max_logit_change": 0.0},
         {"scale": 10.0, "top_eigenvalue": 500.0, "trace": 40.0, "adaptive_worst": 0.21, "test_accuracy": 0.95, "max_logit_change": 2e-8},
     ]}
-    found = facts.dinh_facts(record, ["top_eigenvalue", "trace", "adaptive_worst"])
+    found = facts.dinh_facts(record, ["top_eigenvalue", "trace", "adaptive_worst"], [])
     assert found["factors"]["top_eigenvalue"] == pytest.approx(100.0)
     assert found["factors"]["trace"] is None and found["nonpositive"] == ["trace"]
     assert found["moved"] == ["top_eigenvalue"] and found["stable"] == ["adaptive_worst"]
     assert found["max_logit_change"] == 2e-8 and found["accuracy_min"] == found["accuracy_max"] == 0.95
+
+
+def test_dinh_facts_say_whether_the_rescaled_run_converged():
+    record = {"applicable": True, "run": "abc", "optimizer": "sgd", "note": "", "rows": [{"scale": 1.0, "test_accuracy": 0.5}]}
+    run = {"run": "abc", "status": "ok", "converged": True}
+    assert facts.dinh_facts(record, [], [run])["converged"] is True
+    capped = facts.dinh_facts(record, [], [{**run, "converged": False}])
+    assert capped["converged"] is False and "did not converge" in capped["note"] and "abc" in capped["note"]
 
 
 def test_setup_differences_come_from_the_packaged_seed_profile():

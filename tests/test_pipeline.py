@@ -3,6 +3,7 @@ a no-op rerun, `make report` alone, concurrent builds, self-repair of corrupt ar
 results keyed on the models they read, and the CLI's handling of bad input."""
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import torch
 
 from minima.__main__ import main
 from minima.schema import load_summary
+
+import stated
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_VENV = (REPO / ".stamps" / "venv").exists()
@@ -158,6 +161,23 @@ def test_a_corrupt_artifact_is_moved_aside_and_recomputed(built, tmp_path, capsy
     assert repaired["runs"][0]["values"]["top_eigenvalue"] == pytest.approx(original["runs"][0]["values"]["top_eigenvalue"], rel=1e-6)
 
 
+def test_make_report_changes_no_run_and_names_what_is_corrupt(built, tmp_path):
+    """`make report` never trains: it once moved corrupt files aside and said "recomputing"."""
+    root = _copy_build(built, tmp_path / "root")
+    first, second = json.loads((root / "build" / "summary.json").read_text())["runs"][:2]
+    (root / "runs" / first["run"] / "curvature.json").write_bytes(b"\x00 garbage")
+    (root / "runs" / second["run"] / "model.pt").write_bytes(b"not a model")
+    before = {p: p.read_bytes() for p in (root / "runs").rglob("*") if p.is_file()}
+    result = _make(root, "report")
+    assert result.returncode == 2 and "recomputing" not in result.stderr
+    assert {p: p.read_bytes() for p in (root / "runs").rglob("*") if p.is_file()} == before  # nothing moved or changed
+    error = result.stderr.strip().splitlines()[-2]  # the last line is make's own
+    assert error.startswith(f"minima: error: missing results for profile tiny (run `make all PROFILE=tiny ROOT={root}`, "
+                            "which moves corrupt files aside and recomputes them): ")
+    assert f"runs/{first['run']}/curvature.json is corrupt (unreadable or incomplete result)" in error
+    assert f"runs/{second['run']}/model.pt is corrupt" in error
+
+
 def test_the_landscape_stage_alone_brings_curvature_up_to_date_first(built, tmp_path, capsys):
     """It reads curvature's eigenvectors: with them missing it once failed ("cannot read")."""
     root = _copy_build(built, tmp_path / "root")
@@ -176,7 +196,7 @@ def test_a_changed_model_invalidates_the_study_that_read_it(built, tmp_path):
     root = _copy_build(built, tmp_path / "root")
     ctx = pipeline.open_context("tiny", root=str(root))
     assert pipeline.study_is_current(ctx, "dinh")
-    (dinh_run,) = pipeline.study_runs(ctx, "dinh")
+    dinh_run = pipeline.dinh_run(ctx)
     path = root / "runs" / dinh_run.run_hash / "model.pt"
     weights = torch.load(path, weights_only=True)
     weights["fc3.bias"] = weights["fc3.bias"] + 0.01
@@ -241,7 +261,7 @@ def test_cli_unwritable_root_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     assert main(["data", "--profile", "tiny", "--root", str(blocker)]) == 2
-    assert "cannot write" in capsys.readouterr().err
+    assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
 
 
 def test_cli_last_resort_handler_prints_one_line(monkeypatch, tmp_path, capsys):
@@ -328,3 +348,84 @@ def test_a_modern_profile_is_not_compared_with_the_original(built):
     original = load_summary(built / "build" / "summary.json")["original_study"]
     assert not original["comparable"] and "'seed' LeNet-5 variant" in original["reason"] and original["rows"] == []
     assert {"item": "Activation", "ours": "relu", "original": "tanh"} in original["differences"]
+
+
+# ---- a study where nothing converges, lists on every grid axis ------------------------------------
+
+
+# Paths are data, not make syntax (issue 25, tries 2 and 3): a space split ROOT and sent results
+# elsewhere, `$1` vanished from a profile name, and `$(shell ...)` in either ran.
+HOSTILE_NAME = "my $(shell touch PWN) a$1b 'q' \"dq\" ü"
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory) -> Path:
+    """`stated.CAPPED` built once through `make all`, with a profile path and a ROOT that hold a
+    space, `$(...)`, `$1`, both quotes and a non-ASCII letter: 18 runs of one epoch, none converged."""
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    base = tmp_path_factory.mktemp("capped")
+    profile, root = base / "profiles" / f"capped {HOSTILE_NAME}.toml", base / f"root {HOSTILE_NAME}"
+    profile.parent.mkdir()
+    profile.write_text(stated.CAPPED)
+    done = subprocess.run(["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=2", "PROGRESS=0"],
+                          capture_output=True, text=True, cwd=base, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def test_paths_with_spaces_dollars_quotes_and_unicode_are_data(capped):
+    """Results land under the ROOT given, and nowhere else; nothing in a path ran as a command;
+    `make report` finds them through the same paths and records the command quoted."""
+    base = capped.parent
+    assert sorted(p.name for p in base.iterdir()) == sorted(["profiles", capped.name])
+    assert sorted(p.name for p in capped.iterdir()) == ["build", "data", "runs"]
+    assert len([p for p in (capped / "runs").iterdir() if p.name != "_study"]) == 18
+    assert (capped / "build" / "report.md").is_file() and (capped / "build" / "summary.json").is_file()
+    for where in (REPO, base, capped):
+        assert not (where / "PWN").exists(), where
+    profile = base / "profiles" / f"capped {HOSTILE_NAME}.toml"
+    done = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={capped}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = load_summary(capped / "build" / "summary.json")
+    assert summary["profile_ref"] == str(profile)
+    assert summary["created_by"] == shlex.join(["make", "report", f"PROFILE={profile}"])
+    assert not (REPO / "PWN").exists()
+
+
+def test_a_dollar_in_a_profile_name_reaches_minima_whole(tmp_path):
+    """`a$1b.toml` once failed as "profile file not found: .../ab.toml"."""
+    if not HAVE_VENV:
+        pytest.skip("needs `make venv` first (make test does it)")
+    profile = tmp_path / "a$1b.toml"
+    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    result = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={tmp_path / 'r'}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and f"missing results for profile {profile} (run" in result.stderr
+
+
+def test_a_control_character_in_a_path_stops_at_once_naming_it(tmp_path, capsys):
+    assert _cli("plan", "--profile", "tiny", "--root", str(tmp_path / "a\nb")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "contains a newline (U+000A)" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_capped_run_enters_no_claim_the_dinh_check_included(capped):
+    """Issue 25, try 6: with max_epochs = 1 the Dinh claim was "reproduced" on a run at 11 %
+    test accuracy; the rescaling is applied to a converged run only, else the claim is not testable."""
+    summary = load_summary(capped / "build" / "summary.json")
+    assert summary["design"]["n_converged"] == 0 and summary["design"]["n_capped"] == 18
+    assert summary["dinh"] == [] and summary["dinh_info"]["converged"] is False
+    (claim,) = [c for c in summary["claims"] if c["claim"].startswith("A function-preserving rescaling")]
+    assert claim["verdict"] == "not_testable" and claim["note"].startswith("none of the 16 sgd runs converged")
+    assert {c["verdict"] for c in summary["claims"]} == {"not_testable"}  # capped runs are left out of every claim
+    assert "none of the 16 sgd runs converged" in (capped / "build" / "report.md").read_text()
+
+
+def test_the_report_states_the_settings_each_run_used(capped):
+    """Issue 25, try 1, end to end: every stated train setting and hyperparameter equals what the
+    runs' config.json recorded (lists on every axis, one optimizer's own batch size)."""
+    markdown = (capped / "build" / "report.md").read_text()
+    assert stated.check_against_configs(markdown, capped / "runs") >= 20

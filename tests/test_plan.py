@@ -16,8 +16,10 @@ def test_plan_tasks_dependencies_and_makefile_agree(tmp_path):
     assert {k for k in keys if k.startswith("config-")} == {f"config-{c}" for c in configs}
     assert len(keys) == len(configs) + 2 and all(t.pending for t in plan.tasks)
     by_key = {t.key: t for t in plan.tasks}
-    (dinh_run,) = pipeline.study_runs(ctx, "dinh")
-    assert by_key["study-dinh"].after == (f"config-{dinh_run.configuration}",)
+    # Dinh's run is the first *converged* SGD run, known only after training: it waits on every SGD task
+    dinh_reads = pipeline.study_runs(ctx, "dinh")
+    assert [r.optimizer.name for r in dinh_reads] == ["sgd"] * 4
+    assert set(by_key["study-dinh"].after) == {f"config-{r.configuration}" for r in dinh_reads}
     assert set(by_key["study-interpolation"].after) == {f"config-{r.configuration}" for r in pipeline.study_runs(ctx, "interpolation")}
     for task in plan.tasks:
         if task.key.startswith("config-"):
@@ -25,20 +27,19 @@ def test_plan_tasks_dependencies_and_makefile_agree(tmp_path):
             assert set(task.runs) == {r.run_hash for r in runs} and task.command[:3] == ("run", "--profile", "tiny")
         assert task.resources == {"gpu": 0}
     # longest first: the Dinh chain (its run plus the study) leads; SAM (two gradients a step) before SGD
-    assert keys[0] == f"config-{dinh_run.configuration}"
+    assert keys[0] in by_key["study-dinh"].after
     cost = {t.key: t.cost for t in plan.tasks}
     optimizer_of = {f"config-{r.configuration}": r.optimizer.name for r in ctx.profile.runs}
     sam = [k for k, name in optimizer_of.items() if name == "sam"]
     momentum = [k for k, name in optimizer_of.items() if name == "sgd_momentum"]
     assert min(cost[k] for k in sam) > max(cost[k] for k in momentum)
-    # plan.mk: every pending command, the single-dependency study chained into its task's recipe
+    # plan.mk: every pending command, each study part after the tasks it reads
     text = (tmp_path / "build" / "plan.mk").read_text()
     assert text == makefile(plan)
     lines = text.splitlines()
-    dinh_target = lines.index(f"config-{dinh_run.configuration}:")
-    assert lines[dinh_target + 2].strip() == "$(MINIMA) study --profile tiny --kind dinh"
-    interpolation = next(line for line in lines if line.startswith("study-interpolation:"))
-    assert set(interpolation.split(":")[1].split()) == set(by_key["study-interpolation"].after)
+    for kind in ("dinh", "interpolation"):
+        target = next(line for line in lines if line.startswith(f"study-{kind}:"))
+        assert set(target.split(":")[1].split()) == set(by_key[f"study-{kind}"].after)
     for task in plan.tasks:
         assert "$(MINIMA) " + " ".join(task.command) in text
 
@@ -48,6 +49,11 @@ def test_a_plan_of_a_finished_study_has_nothing_pending(tiny_build_root):
     plan = build_plan(ctx)
     assert not plan.pending and all(t.cost == 0 for t in plan.tasks)
     assert "$(MINIMA)" not in makefile(plan)
+    # trained: Dinh reads the SGD runs up to the first converged one, and waits on their tasks only
+    reads = pipeline.study_runs(ctx, "dinh")
+    assert pipeline.dinh_run(ctx) == reads[-1] and len(reads) < 4
+    dinh = next(t for t in plan.tasks if t.key == "study-dinh")
+    assert set(dinh.after) == {f"config-{r.configuration}" for r in reads}
 
 
 def test_configurations_differing_only_in_learning_rate_share_a_task():
@@ -66,3 +72,16 @@ def test_configurations_differing_only_in_learning_rate_share_a_task():
     assert len(finest) == 36 and all(len({r.configuration for r in g}) == 1 and len(g) == 3 for g in finest)
     paper = task_groups(load_profile("paper").runs, TASK_RUNS)
     assert all(len(g) == 5 for g in paper)  # five seeds: one configuration per task
+
+
+def test_recipe_words_reach_the_shell_unchanged(tmp_path):
+    """plan.mk passes profile paths through make and the shell: `$` is doubled for make and the
+    word quoted for the shell (issue 25, try 3: `$(shell ...)` in a profile name ran)."""
+    import subprocess
+
+    from minima.plan import recipe_word
+
+    words = ["x$(shell touch PWN).toml", "a$1b.toml", "my study.toml", "it's \"q\" ü $$ `ls` #c \\", "-n"]
+    (tmp_path / "test.mk").write_text("all:\n" + "".join(f"\t@printf '%s\\n' {recipe_word(w)}\n" for w in words))
+    done = subprocess.run(["make", "-s", "-f", "test.mk"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == words and not (tmp_path / "PWN").exists()

@@ -19,7 +19,7 @@ import sys
 
 from minima.io import MinimaError
 from minima.pipeline import Context
-from minima.plan import Plan, read_plan
+from minima.plan import Plan, read_plan, recipe_word
 
 
 def load(ctx: Context) -> Plan:
@@ -54,10 +54,15 @@ def execute(ctx: Context, *, executor: str, jobs: int = 0, scheduler: str | None
 
 
 def run_local(ctx: Context, jobs: int) -> None:
-    """make -j over build/plan.mk; the recipes call this interpreter."""
-    minima = f"{sys.executable} -m minima"
+    """make -j over build/plan.mk; the recipes call this interpreter (its path quoted for the
+    shell and `$` doubled, as make expands a variable given on its command line)."""
+    minima = f"{recipe_word(sys.executable)} -m minima"
     command = ["make", "--no-print-directory", f"-j{jobs}", "-f", str(ctx.layout.plan_makefile), f"MINIMA={minima}", "all-runs"]
-    env = {**os.environ, "MINIMA_ROOT": str(ctx.layout.root)}
+    # plan.mk's make is not a sub-make of `make all`: MAKEFLAGS would hand it the user's PROFILE=
+    # and ROOT= as its own command-line variables, which it expands (a `$(shell ...)` in a path
+    # ran there), and -j here sets its parallelism anyway
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+    env["MINIMA_ROOT"] = str(ctx.layout.root)
     done = subprocess.run(command, env=env)
     if done.returncode != 0:
         raise MinimaError(f"some tasks failed (make exited {done.returncode}); their errors are above")

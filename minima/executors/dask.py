@@ -245,6 +245,8 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
     sweep = _Sweep(total=len(tasks))
     workers = len(_workers(client))
     logs = Path(plan.root) / "build" / "logs"
+    for key in tasks:  # a task's log holds this sweep's attempts, each after a header line
+        (logs / f"{key}.log").unlink(missing_ok=True)
     print(f"dask: {len(tasks)} tasks on {where} ({workers} workers now); logs in {logs}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     completed = as_completed()
@@ -255,7 +257,7 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
                 del waiting[key]
                 future = client.submit(
                     _by_value(_run_task), list(task.command), plan.root, os.getcwd(), _code_dir(), str(logs / f"{key}.log"), *token,
-                    key=f"minima-{key}-{nonce}", priority=priority[key], retries=0, pure=False,
+                    nonce, key=f"minima-{key}-{nonce}", priority=priority[key], retries=0, pure=False,
                     resources={"GPU": 1} if task.resources.get("gpu") else None)
                 running[future.key] = task
                 submitted.append(future)
@@ -277,6 +279,7 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
     # a bar on a terminal only (ctx.progress: --no-progress, PROGRESS=0, TQDM_DISABLE)
     with tqdm(total=len(tasks), unit="task", desc="sweep", file=sys.stderr, dynamic_ncols=True,
               disable=not ctx.progress) as sweep.bar:
+        _watch_workers(client, sweep, running)
         try:
             submit_ready()
             for future in completed:
@@ -290,12 +293,13 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
                 verdict, note = _verdict(ctx, task, result)
                 seconds = result.get("seconds")
                 took = f" in {seconds:.1f} s" if seconds is not None else ""
+                note += _attempts_note(result)
                 if verdict == "ok":
                     done.add(task.key)
                     sweep.say(f"{task.key} ok{took} ({_describe(ctx, task)}){note}")
                 else:
                     sweep.failed[task.key] = verdict
-                    sweep.say(f"{task.key} FAILED{took} ({_describe(ctx, task)}): {verdict}")
+                    sweep.say(f"{task.key} FAILED{took} ({_describe(ctx, task)}): {verdict}{note}")
                     tail = [line for line in (result.get("tail") or "").splitlines() if line.strip()]
                     if len(tail) > 1 and result.get("returncode") is not None:  # the lines before its error
                         where_log = f" ({result['log']})" if result.get("log") else ""
@@ -309,10 +313,49 @@ def _sweep(ctx: Context, plan: Plan, client, *, where: str, token: tuple[str, st
             except Exception:
                 pass
             raise
+        finally:
+            _unwatch_workers(client)
     elapsed = time.perf_counter() - started
     if sweep.failed or sweep.skipped:
         raise MinimaError(_failure_message(sweep, tasks, elapsed))
     print(f"dask: {len(tasks)} tasks done in {elapsed:.1f} s", file=sys.stderr, flush=True)
+
+
+def _watch_workers(client, sweep: _Sweep, running: dict[str, Task]) -> None:
+    """One line when a worker leaves the cluster while it runs tasks of this sweep: Dask then
+    reschedules them (the second attempt resumes from the run's checkpoint), and a lost worker
+    was otherwise never mentioned."""
+
+    def removed(event) -> None:
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        mine = [task.key for key in message.get("processing-tasks") or () if (task := running.get(key))]
+        if mine:
+            how = "left" if message.get("expected") else "was lost"
+            sweep.write(f"dask: worker {message.get('worker', '?')} {how} while running {', '.join(mine)}; "
+                        "Dask reschedules it, and the run resumes from its last checkpoint")
+
+    try:
+        client.subscribe_topic("all", removed)
+    except Exception:  # an older distributed: the task's own log still records both attempts
+        pass
+
+
+def _unwatch_workers(client) -> None:
+    try:
+        client.unsubscribe_topic("all")
+    except Exception:
+        pass
+
+
+def _attempts_note(result: dict) -> str:
+    """'; attempt 2: ...' when the task ran more than once in this sweep (its worker was lost)."""
+    attempt, lost = result.get("attempt") or 1, result.get("lost") or []
+    if attempt < 2:
+        return ""
+    where = f" {', '.join(lost)}" if lost else ""
+    return f"; attempt {attempt}: Dask ran it again after losing its worker{where}; every attempt is in {result.get('log') or 'its log'}"
 
 
 def _verdict(ctx: Context, task: Task, result: dict) -> tuple[str, str]:
@@ -417,12 +460,13 @@ def _die_with_parent() -> Callable[[], None] | None:
     return arm
 
 
-def _tail(path: str | None, text: str | None = None) -> str:
+def _tail(path: str | None, text: str | None = None, start: int = 0) -> str:
+    """The last TAIL_CHARS of `text`, or of the file at `path` from offset `start` (this attempt's output)."""
     if text is None:
         try:
             with open(path, "rb") as handle:
                 handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - TAIL_CHARS))
+                handle.seek(max(start, handle.tell() - TAIL_CHARS))
                 text = handle.read().decode("utf-8", "replace")
         except OSError:
             return ""
@@ -455,11 +499,37 @@ def _task_environment() -> dict[str, str]:
     return env
 
 
-def _run_task(command: list[str], root: str, cwd: str, code_dir: str, log_path: str, token_path: str, token: str) -> dict:
+ATTEMPT = "==== minima task attempt"  # a task log's header and footer lines start with this
+
+
+def _attempts(log_path: str, sweep: str) -> list[dict]:
+    """The attempts this sweep's earlier runs of the task wrote into its log: {'worker', 'ended',
+    'lost'} (a header without a footer: its worker died with it, or is dying now)."""
+    found: list[dict] = []
+    try:
+        with open(log_path, errors="replace") as handle:
+            for line in handle:
+                if not line.startswith(f"{ATTEMPT} {sweep} "):
+                    continue
+                words = line.split()
+                if "started" in words:
+                    found.append({"worker": words[words.index("worker") + 1].rstrip(","), "ended": False, "lost": False})
+                elif found:
+                    found[-1].update(ended=True, lost=line.rstrip().endswith("was lost"))
+    except OSError:
+        pass
+    return found
+
+
+def _run_task(command: list[str], root: str, cwd: str, code_dir: str, log_path: str, token_path: str, token: str,
+              sweep: str = "-") -> dict:
     """One task on a worker: `python -m minima COMMAND --root ROOT` with this worker's Python.
 
-    Returns returncode, the tail of its output, its wall time and the worker; the output itself
-    goes to `log_path` (or is captured, when that cannot be written)."""
+    Returns returncode, the tail of its output, its wall time, the worker and which attempt this
+    is; the output itself goes to `log_path` (or is captured, when that cannot be written),
+    appended after the earlier attempts of this sweep (one whose worker died has a header and
+    no footer), each between a header and a footer line."""
+    import datetime
     import subprocess
 
     problem = _root_problem(token_path, token, code_dir, cwd, ROOT_WAIT_S)
@@ -470,21 +540,34 @@ def _run_task(command: list[str], root: str, cwd: str, code_dir: str, log_path: 
     env.setdefault("MKL_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join([code_dir] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     argv = [sys.executable, "-m", "minima", *command, "--root", root]
+    earlier = _attempts(log_path, sweep)
+    attempt, worker = len(earlier) + 1, _worker_address() or "?"
     started = time.monotonic()
     try:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        log = open(log_path, "w")
+        log = open(log_path, "a")
+        if earlier and not earlier[-1]["ended"]:
+            log.write(f"{ATTEMPT} {sweep} {attempt - 1} ended without a footer: its worker {earlier[-1]['worker']} was lost\n")
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        log.write(f"{ATTEMPT} {sweep} {attempt} started {stamp} on worker {worker}, in {cwd}: {' '.join(argv)}\n")
+        log.flush()
+        start = log.tell()
     except OSError:
         log = None
     try:
         done = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                               stdout=log if log else subprocess.PIPE, stderr=subprocess.STDOUT,
                               preexec_fn=_die_with_parent(), text=True)
+        seconds = time.monotonic() - started
+        tail = _tail(log_path if log else None, None if log else done.stdout, start if log else 0)
+        if log:
+            log.write(f"{ATTEMPT} {sweep} {attempt} ended: exit {done.returncode} after {seconds:.1f} s\n")
     finally:
         if log:
             log.close()
-    return {"returncode": done.returncode, "tail": _tail(log_path if log else None, None if log else done.stdout),
-            "seconds": time.monotonic() - started, "worker": _worker_address(), "log": log_path if log else None}
+    return {"returncode": done.returncode, "tail": tail, "seconds": seconds, "worker": worker,
+            "log": log_path if log else None, "attempt": attempt,
+            "lost": [e["worker"] for e in earlier if e["lost"] or not e["ended"]]}
 
 
 def _by_value(function: Callable) -> Callable:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import sys
+import threading
 
 from minima.io import MinimaError
 from minima.pipeline import Context
@@ -50,13 +52,25 @@ GPU_ADVICE = ("the plan needs GPU workers (resources GPU=1); the workers of your
               "to job-extra-directives")
 
 
-def slurm_cluster():
-    """A SLURMCluster from the Dask config, plus the worker lifetime and the few required defaults."""
+def slurm_cluster_class():
+    """dask_jobqueue's SLURMCluster, with this process's Ctrl-C kept: importing dask_jobqueue
+    makes SIGINT call sys.exit() (status 0, no message), so an interrupted sweep looked finished."""
+    handler = signal.getsignal(signal.SIGINT)
     try:
-        import dask
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise MinimaError("EXECUTOR=slurm needs dask-jobqueue: pip install -r requirements.txt (make venv)") from None
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+    return SLURMCluster
+
+
+def slurm_cluster():
+    """A SLURMCluster from the Dask config, plus the worker lifetime and the few required defaults."""
+    import dask
+
+    SLURMCluster = slurm_cluster_class()
     from minima.executors.dask import _keep_allowed_failures
 
     _keep_allowed_failures()  # the scheduler is created here, in this process

@@ -5,17 +5,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import stated
 import variants
 from minima.io import MinimaError, write_json
 from report import figures, formats, latex, style
 from report.__main__ import main
-from report.render import render_report, render_text
+from report.render import PDF_STAMP, render_report, render_text
 
 REPO = Path(__file__).resolve().parents[2]
 needs_latex = pytest.mark.skipif(bool(latex.missing_tools()), reason="LaTeX is not installed")
@@ -190,7 +193,7 @@ def test_report_renders_without_torch(built, tmp_path):
 
 
 def test_report_imports_nothing_that_needs_torch():
-    allowed = {"minima.io", "minima.paths", "minima.schema", "minima.settings"}
+    allowed = {"minima.interrupts", "minima.io", "minima.paths", "minima.schema", "minima.settings"}
     for path in (REPO / "report").rglob("*.py"):
         source = path.read_text()
         imported = set(re.findall(r"^\s*(?:from|import) (minima(?:\.\w+)*)", source, flags=re.MULTILINE))
@@ -256,6 +259,43 @@ def test_bad_summary_is_one_line_and_writes_nothing(tiny_summary, tmp_path, caps
     assert not out.exists()
 
 
+def test_a_summary_missing_a_field_in_every_run_is_a_short_line(tiny_summary, tmp_path, capsys):
+    """Issue 25, try 7: a field missing from each run once gave a one-line error of 30-254 KB
+    (pydantic quotes the whole object a field is missing from)."""
+    changed = json.loads(json.dumps(tiny_summary))
+    for run in changed["runs"]:
+        del run["converged"]
+    changed["runs"][0]["seed"] = "x" * 100000
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(changed))
+    assert main(["--summary", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    n = len(changed["runs"]) + 1
+    assert err.count("\n") == 1 and len(err) < 400, err
+    assert f"{n} problems: runs[0].seed: " in err and "got 'xxx" in err
+    assert "; runs[0].converged: is missing; runs[1].converged: is missing; and " in err and f"and {n - 3} more" in err
+
+
+def test_the_settings_tables_state_what_the_runs_used(tiny_summary, tmp_path):
+    """Issue 25, try 1: with lists on every axis the report stated `[train]`'s defaults
+    (batch_size = 128, label_noise = 0) and weight_decay = 0 for a grid of 0 and 0.0005. Each
+    stated value is checked against the runs' own config.json."""
+    from minima import facts, pipeline
+
+    profile_path = tmp_path / "lists.toml"
+    profile_path.write_text(stated.LISTS_ON_EVERY_AXIS)
+    ctx = pipeline.open_context(str(profile_path), root=str(tmp_path / "root"))
+    pipeline.write_run_configs(ctx)  # what each run records, before any training
+    summary = json.loads(json.dumps(tiny_summary))
+    summary["settings"] = {k: v for k, v in ctx.profile.settings_json().items() if k != "study"}
+    summary["optimizers"] = facts.optimizer_grid(ctx.profile)
+    md, _ = render_text(summary, figures.plan(summary), "figures")
+    train = stated.stated_train(md)
+    assert train["batch_size"] == {"sgd": [32.0, 64.0], "adam": 16.0} and train["label_noise"] == [0.0, 0.2]
+    assert stated.stated_hyperparameters(md)["weight_decay"] == {"sgd": [0.0, 0.0005], "adam": 0.0}
+    assert stated.check_against_configs(md, tmp_path / "root" / "runs") >= 20
+
+
 @needs_latex
 def test_latex_error_is_reported_and_nothing_replaced(tmp_path):
     (tmp_path / "report.pdf").write_bytes(b"previous")
@@ -264,6 +304,102 @@ def test_latex_error_is_reported_and_nothing_replaced(tmp_path):
         latex.build_pdf(broken, [], tmp_path / "report.pdf")
     assert (tmp_path / "report.pdf").read_bytes() == b"previous"
     assert (tmp_path / "report.log").is_file()
+
+
+# ---- interrupts and failures during LaTeX: the report triple is replaced together or not at all ----
+
+FAKE_LATEXMK = """#!/bin/sh
+# stands in for latexmk: records its pid, then behaves as $FAKE_LATEX says
+echo $$ > "$FAKE_LATEX_PIDS"
+case "$FAKE_LATEX" in
+  hang) sleep 300 & echo $! >> "$FAKE_LATEX_PIDS"; wait ;;
+  fail) echo "! Undefined control sequence." > report.log; exit 12 ;;
+  *) printf '%%PDF-1.5 new' > report.pdf; echo "fine" > report.log ;;
+esac
+"""
+
+
+def _fake_latex(tmp_path: Path, mode: str) -> dict:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("latexmk", "pdflatex"):
+        (bin_dir / tool).write_text(FAKE_LATEXMK)
+        (bin_dir / tool).chmod(0o755)
+    (tmp_path / "tmp").mkdir()
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path / "tmp"),
+            "FAKE_LATEX": mode, "FAKE_LATEX_PIDS": str(tmp_path / "latex.pids")}
+
+
+def _previous_report(built, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    root, out = built
+    target = tmp_path / "out"
+    target.mkdir()
+    _copy_figures(out, target)  # current figures: the render goes straight to LaTeX
+    old = {name: f"previous {name}".encode() for name in ("report.md", "report.tex", "report.pdf")}
+    for name, data in old.items():
+        (target / name).write_bytes(data)
+    return target, old
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("signum, status, group", [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)])
+def test_an_interrupt_during_latex_leaves_the_previous_report_and_no_temporary_files(built, tmp_path, signum, status, group):
+    """Issue 25, tries 4 and 5: SIGTERM during LaTeX left a minima-report-* directory behind;
+    Ctrl-C (SIGINT to the whole foreground group) printed a 30-line traceback and left the new
+    report.md/.tex beside the old report.pdf."""
+    out, old = _previous_report(built, tmp_path)
+    env = _fake_latex(tmp_path, "hang")
+    proc = subprocess.Popen([sys.executable, "-m", "report", "--summary", str(built[0] / "summary.json"), "--out", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    pids = tmp_path / "latex.pids"
+    for _ in range(1200):  # LaTeX starts once the documents are rendered
+        if pids.is_file() and len(pids.read_text().split()) == 2:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert list((tmp_path / "tmp").glob("minima-report-*"))  # LaTeX is at work in its temporary directory
+    os.killpg(proc.pid, signum) if group else proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    assert err.count("\n") == 1 and "Traceback" not in err and "left as it was" in err, err
+    assert {name: (out / name).read_bytes() for name in old} == old
+    assert not list((tmp_path / "tmp").iterdir()) and not list(out.glob(".*.tmp"))
+    deadline = time.monotonic() + 10
+    while any(_alive(int(pid)) for pid in pids.read_text().split()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(int(pid)) for pid in pids.read_text().split())  # latexmk and its pdflatex stopped
+
+
+def test_a_latex_failure_replaces_nothing(built, tmp_path):
+    out, old = _previous_report(built, tmp_path)
+    done = subprocess.run([sys.executable, "-m", "report", "--summary", str(built[0] / "summary.json"), "--out", str(out)],
+                          cwd=REPO, env=_fake_latex(tmp_path, "fail"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "LaTeX failed" in done.stderr and "left as it was" in done.stderr
+    assert {name: (out / name).read_bytes() for name in old} == old and (out / "report.log").is_file()
+
+
+def test_a_successful_render_replaces_all_three(built, tmp_path, monkeypatch):
+    out, old = _previous_report(built, tmp_path)
+    monkeypatch.setattr(os, "environ", _fake_latex(tmp_path, "ok"))
+    result = render_report(built[0] / "summary.json", out / "figures", out)
+    assert result.pdf == out / "report.pdf" and (out / "report.pdf").read_bytes() == b"%PDF-1.5 new"
+    assert all((out / name).read_bytes() != data for name, data in old.items())
+    # Without LaTeX the PDF stays while it is this .tex's (its stamp matches), and goes when it
+    # was built from other sources: it would contradict the Markdown and LaTeX beside it.
+    monkeypatch.setattr(os, "environ", {**os.environ, "PATH": ""})
+    assert render_report(built[0] / "summary.json", out / "figures", out).pdf is None
+    assert (out / "report.pdf").is_file()
+    (out / PDF_STAMP).write_text("the key of other sources\n")
+    render_report(built[0] / "summary.json", out / "figures", out)
+    assert not (out / "report.pdf").exists() and not (out / PDF_STAMP).exists() and (out / "report.md").is_file()
 
 
 @pytest.mark.parametrize("change", [
