@@ -366,7 +366,8 @@ def flip_labels(labels: np.ndarray, fraction: float, seed: int, n_classes: int =
     return noisy, positions
 
 
-def digest(array: np.ndarray) -> str:
+def indices_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an index array as int64 bytes: names a subset of a split, whatever its dtype."""
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.int64).tobytes()).hexdigest()
 
 
@@ -443,7 +444,7 @@ def select(split: Split, n: int, seed: int, label_noise: float = 0.0) -> Subset:
     if label_noise > 0:
         y, flipped = flip_labels(y, label_noise, seed)
     chosen = Split(x, torch.as_tensor(y, dtype=torch.long, device=split.y.device))
-    return Subset(chosen, indices, flipped, None if indices is None else digest(indices))
+    return Subset(chosen, indices, flipped, None if indices is None else indices_sha256(indices))
 
 
 def select_validation(split: Split, training: Subset, n: int, seed: int) -> Subset:
@@ -452,7 +453,7 @@ def select_validation(split: Split, training: Subset, n: int, seed: int) -> Subs
     indices = validation_indices(split.y.cpu().numpy(), training.indices, n, seed)
     index = torch.as_tensor(indices, device=split.x.device)
     chosen = Split(split.x[index], split.y[index])
-    return Subset(chosen, indices, np.zeros(0, dtype=np.int64), digest(indices) if len(indices) else None)
+    return Subset(chosen, indices, np.zeros(0, dtype=np.int64), indices_sha256(indices) if len(indices) else None)
 
 
 def default_data_dir() -> Path | None:

@@ -102,7 +102,7 @@ class Context:
         if within is None:
             return training.split.x, training.split.y, training.record()
         full = within if training.indices is None else training.indices[within]
-        record = {"n": len(within), "indices": full.tolist(), "indices_sha256": data_stage.digest(full), "flipped": []}
+        record = {"n": len(within), "indices": full.tolist(), "indices_sha256": data_stage.indices_sha256(full), "flipped": []}
         return chosen.split.x, chosen.split.y, record
 
 
@@ -158,7 +158,7 @@ def advice(ctx: Context) -> str:
 # ---- currency ------------------------------------------------------------------------------
 
 
-def digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -220,7 +220,7 @@ def analyses_of(ctx: Context, run: RunConfig) -> tuple[str, ...]:
 
 
 def analysis_inputs(ctx: Context, run: RunConfig, kind: str) -> dict[str, Any]:
-    inputs = {"settings": to_table(getattr(ctx.profile, kind)), "model_sha256": digest(ctx.run_dir(run) / paths.MODEL_PT)}
+    inputs = {"settings": to_table(getattr(ctx.profile, kind)), "model_sha256": file_sha256(ctx.run_dir(run) / paths.MODEL_PT)}
     if kind == "curvature":
         inputs["density"] = ctx.profile.curvature.density_runs == "all" or ctx.profile.is_first_seed(run)
     if kind == "landscape":  # slices follow the top eigenvectors: new curvature settings, new landscape
@@ -302,7 +302,7 @@ def study_inputs(ctx: Context, kind: str) -> dict[str, Any] | None:
     runs = study_runs(ctx, kind)
     if not all(is_trained(ctx, run) for run in runs):
         return None
-    models = {run.run_hash: digest(ctx.run_dir(run) / paths.MODEL_PT) for run in runs}
+    models = {run.run_hash: file_sha256(ctx.run_dir(run) / paths.MODEL_PT) for run in runs}
     if kind == "dinh":
         settings = {"dinh": to_table(ctx.profile.dinh), "curvature": to_table(ctx.profile.curvature),
                     "sharpness": to_table(ctx.profile.sharpness)}

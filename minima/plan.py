@@ -95,7 +95,8 @@ def task_groups(runs: tuple[RunConfig, ...], task_runs: int) -> list[list[RunCon
     return groups
 
 
-def _key(runs: list[RunConfig]) -> str:
+def _task_key(runs: list[RunConfig]) -> str:
+    """A task's name from the configurations it trains: config-<hash> for one, else a hash of the list."""
     configurations = sorted({r.configuration for r in runs})
     if len(configurations) == 1:
         return f"config-{configurations[0]}"
@@ -108,7 +109,7 @@ def build_plan(ctx: Context, task_runs: int = TASK_RUNS) -> Plan:
     unit = max(_training_cost(run) for run in profile.runs)
     tasks, key_of = [], {}
     for runs in task_groups(profile.runs, task_runs):
-        key = _key(runs)
+        key = _task_key(runs)
         cost = 0.0
         for run in runs:
             key_of[run.run_hash] = key

@@ -29,7 +29,7 @@ from minima import paths
 from minima.io import MinimaError, write_together
 from report import figures as figs
 from report import facts, formats, latex, prose, style, tables
-from report.figures.style import TEXTWIDTH
+from report.figures.rcparams import TEXTWIDTH
 from report.load import load_summary
 
 TEX_TEMPLATE = "report.tex.j2"
@@ -80,7 +80,7 @@ def md_environment() -> jinja2.Environment:
 
 # ---- context -------------------------------------------------------------------------------
 
-def _figure_context(plan: Mapping[str, str | None], figures_rel: str) -> dict[str, dict]:
+def _figure_context(skipped: Mapping[str, str | None], figures_rel: str) -> dict[str, dict]:
     return {
         name: {
             "available": reason is None,
@@ -88,11 +88,11 @@ def _figure_context(plan: Mapping[str, str | None], figures_rel: str) -> dict[st
             "tex": formats.Tex(f"{FIGURE_DIR_IN_TEX}/{name}.pdf"),
             "md": formats.Md(quote(f"{figures_rel}/{name}.png")),
         }
-        for name, reason in plan.items()
+        for name, reason in skipped.items()
     }
 
 
-def build_context(summary: Mapping[str, Any], plan: Mapping[str, str | None], figures_rel: str) -> dict:
+def build_context(summary: Mapping[str, Any], skipped: Mapping[str, str | None], figures_rel: str) -> dict:
     """Everything the templates place: facts arranged (tables), worded (prose) and drawn (figures)."""
     data, model, design = summary["data"], summary["model"], summary["design"]
     commit = str(summary["git_commit"])
@@ -164,7 +164,7 @@ def build_context(summary: Mapping[str, Any], plan: Mapping[str, str | None], fi
             "limitations": prose.limitations(summary),
         },
         "checklist": prose.checklist(summary),
-        "figures": _figure_context(plan, figures_rel),
+        "figures": _figure_context(skipped, figures_rel),
     }
 
 
@@ -178,9 +178,9 @@ class Rendered:
     note: str | None  # why there is no PDF
 
 
-def render_text(summary: Mapping[str, Any], plan: Mapping[str, str | None], figures_rel: str) -> tuple[str, str]:
+def render_text(summary: Mapping[str, Any], skipped: Mapping[str, str | None], figures_rel: str) -> tuple[str, str]:
     """(markdown, latex) source for a summary; pure."""
-    context = build_context(summary, plan, figures_rel)
+    context = build_context(summary, skipped, figures_rel)
     markdown = md_environment().get_template(MD_TEMPLATE).render(context)
     tex = tex_environment().get_template(TEX_TEMPLATE).render(context)
     return markdown, tex
@@ -190,8 +190,8 @@ def _figures_rel(figures_dir: Path, out_dir: Path) -> str:
     return Path(os.path.relpath(Path(figures_dir).resolve(), Path(out_dir).resolve())).as_posix()
 
 
-def _check_figures(plan: Mapping[str, str | None], figures_dir: Path) -> None:
-    for name, reason in plan.items():
+def _check_figures(skipped: Mapping[str, str | None], figures_dir: Path) -> None:
+    for name, reason in skipped.items():
         for suffix in (".pdf", ".png"):
             if reason is None and not (figures_dir / f"{name}{suffix}").is_file():
                 raise MinimaError(f"missing figure {figures_dir / (name + suffix)}: render without reuse")
@@ -216,9 +216,9 @@ def render_report(
     """
     summary = load_summary(Path(summary_path))
     figures_dir, out_dir = Path(figures_dir), Path(out_dir)
-    plan = figs.plan(summary)
+    skipped = figs.skip_reasons(summary)
     try:
-        markdown, tex = render_text(summary, plan, _figures_rel(figures_dir, out_dir))
+        markdown, tex = render_text(summary, skipped, _figures_rel(figures_dir, out_dir))
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise MinimaError(f"cannot render the report from {summary_path}: {exc}") from exc
     if require_pdf and pdf and latex.missing_tools():
@@ -226,10 +226,10 @@ def render_report(
     if draw_figures:
         figs.render_figures(summary, figures_dir)
     else:
-        _check_figures(plan, figures_dir)
+        _check_figures(skipped, figures_dir)
     md_path, tex_path, pdf_path, stamp = (out_dir / name for name in ("report.md", "report.tex", "report.pdf", PDF_STAMP))
     files: dict[Path, bytes | None] = {md_path: markdown.encode(), tex_path: tex.encode()}
-    figure_pdfs = [figures_dir / f"{name}.pdf" for name, reason in plan.items() if reason is None]
+    figure_pdfs = [figures_dir / f"{name}.pdf" for name, reason in skipped.items() if reason is None]
     key = _pdf_key(tex, figure_pdfs)
     # The PDF is a pure function of the .tex and the figures: skip LaTeX when neither changed.
     current = pdf_path.is_file() and stamp.is_file() and stamp.read_text().strip() == key

@@ -177,7 +177,7 @@ def test_validation_labels_are_never_flipped(provisioned):
     training = data.select(dataset.train, 512, seed=0, label_noise=0.5)
     validation = data.select_validation(dataset.train, training, 600, seed=0)
     assert torch.equal(validation.split.y, dataset.train.y[torch.as_tensor(validation.indices)])
-    assert len(validation.flipped) == 0 and validation.indices_sha256 == data.digest(validation.indices)
+    assert len(validation.flipped) == 0 and validation.indices_sha256 == data.indices_sha256(validation.indices)
 
 
 def test_label_noise_flips_exactly_that_fraction_to_other_classes():

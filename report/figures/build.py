@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from minima.io import MinimaError, write_bytes, write_text
 from report import facts, formats, style
 from report.figures.catalog import FIGURES
-from report.figures.style import PNG_DPI, RC
+from report.figures.rcparams import PNG_DPI, RC
 
 STAMP = ".figures.sha256"
 PROVENANCE = ("created_by", "git_commit", "git_dirty", "environment", "timing")
@@ -44,7 +44,7 @@ class FigureResult:
         return self.pdf is not None
 
 
-def plan(summary: Mapping[str, Any]) -> dict[str, str | None]:
+def skip_reasons(summary: Mapping[str, Any]) -> dict[str, str | None]:
     """Each figure's skip reason (None: drawn), without drawing anything."""
     return {name: need(summary) for name, (_, need) in FIGURES.items()}
 
@@ -101,7 +101,7 @@ def _cached(summary: Mapping[str, Any], out_dir: Path, key: str) -> dict[str, Fi
     if not stamp.is_file() or stamp.read_text().strip() != key:
         return None
     results = {}
-    for name, reason in plan(summary).items():
+    for name, reason in skip_reasons(summary).items():
         pdf, png = out_dir / f"{name}.pdf", out_dir / f"{name}.png"
         if reason is None and not (pdf.is_file() and png.is_file()):
             return None

@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from report import facts, style
 from report.formats import words_ci, words_num
-from report.figures.style import TEXTWIDTH
+from report.figures.rcparams import TEXTWIDTH
 
 Summary = Mapping[str, Any]
 DECADE = 10.0

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from report import facts, style
 from report.figures import common
-from report.figures.style import TEXTWIDTH
+from report.figures.rcparams import TEXTWIDTH
 
 Summary = Mapping[str, Any]
 SLICES_1D = (

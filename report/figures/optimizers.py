@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 
 from report import facts
 from report.figures import common
-from report.figures.style import TEXTWIDTH
+from report.figures.rcparams import TEXTWIDTH
 
 Summary = Mapping[str, Any]
 CURVATURE = ("gradient_norm",)  # shown beside the Hessian measures

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from report import facts, style
 from report.figures import common
-from report.figures.style import TEXTWIDTH
+from report.figures.rcparams import TEXTWIDTH
 from report.formats import words_num
 
 Summary = Mapping[str, Any]

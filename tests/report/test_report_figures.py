@@ -20,21 +20,21 @@ def test_one_colour_per_optimizer_whatever_the_subset():
 
 
 def test_every_figure_has_its_data_in_the_tiny_summary(tiny_summary):
-    assert figures.plan(tiny_summary) == {name: None for name in figures.FIGURES}
+    assert figures.skip_reasons(tiny_summary) == {name: None for name in figures.FIGURES}
 
 
-def test_plan_skips_absent_data_with_a_reason(tiny_summary):
-    plan = figures.plan(variants.with_dinh_not_applicable(tiny_summary))
-    assert variants.TANH_NOTE in plan["dinh"] and plan["claims"] is None
+def test_skip_reasons_name_absent_data(tiny_summary):
+    skipped = figures.skip_reasons(variants.with_dinh_not_applicable(tiny_summary))
+    assert variants.TANH_NOTE in skipped["dinh"] and skipped["claims"] is None
     bare = copy.deepcopy(tiny_summary)
     bare["interpolation"] = None
     for run in bare["runs"]:
         run["landscape"] = None
         if run["curvature"]:
             run["curvature"]["density"] = None
-    plan = figures.plan(bare)
-    assert "interpolation" in plan["interpolation"] and "landscape" in plan["landscape_1d"]
-    assert "spectral density" in plan["spectral_densities"] and plan["training"] is None
+    skipped = figures.skip_reasons(bare)
+    assert "interpolation" in skipped["interpolation"] and "landscape" in skipped["landscape_1d"]
+    assert "spectral density" in skipped["spectral_densities"] and skipped["training"] is None
 
 
 def test_scatter_needs_three_converged_runs(tiny_summary):
@@ -42,7 +42,7 @@ def test_scatter_needs_three_converged_runs(tiny_summary):
     converged = [r for r in few["runs"] if r["converged"]]
     for run in converged[2:]:
         run["converged"] = False
-    assert "only 2 converged runs" in figures.plan(few)["correlation_scatter"]
+    assert "only 2 converged runs" in figures.skip_reasons(few)["correlation_scatter"]
 
 
 def test_decade_labels_are_plain_text():
