@@ -31,27 +31,24 @@ from minima.io import MinimaError, finite_or_none, json_text, read_json, read_js
 from minima.models import VARIANTS, build_model
 from minima.objective import num_params, params_of
 from minima.runtime import environment, git_state
-from minima.schema import SCHEMA_VERSION, validate_summary
+from minima.schema import RESCALED_CURVATURE, SCHEMA_VERSION, TARGETS, validate_summary
 from minima.settings import to_table
 from minima.sharpness import descriptions as sharpness_descriptions
 from minima.sharpness import measure_names
 
-# The measures ranked against generalization besides the sharpness measures, in words.
-BASELINE_WORDS = {
+# The measures ranked against generalization besides the sharpness measures, each with its description.
+BASELINE_MEASURES = {
     "weight_norm": "weight norm ‖w‖₂ (baseline)",
     "distance_from_init": "distance from initialization ‖w − w₀‖₂ (baseline)",
     "log_lr_over_batch": "log(learning rate / batch size) (baseline)",
     "epochs_to_fit": "epochs to fit the training set (baseline)",
     "train_loss": "final training loss (baseline: the stop rule bounds it, it does not equalize it)",
 }
-HESSIAN_WORDS = {
+HESSIAN_MEASURES = {
     "top_eigenvalue": "largest Hessian eigenvalue",
     "trace": "Hessian trace",
     "balanced_top_eigenvalue": "largest Hessian eigenvalue after equalizing the layers' weight norms",
 }
-HESSIAN, BASELINES = tuple(HESSIAN_WORDS), tuple(BASELINE_WORDS)
-TARGETS = ("generalization_gap", "test_error")
-ALPHA = verdicts.ALPHA
 
 
 # ---- per-run records ------------------------------------------------------------------------
@@ -171,7 +168,8 @@ def _values(record: dict, sharpness_names: tuple[str, ...]) -> dict[str, float |
 
 
 def measure_kinds(sharpness_names: tuple[str, ...]) -> dict[str, str]:
-    return {**{m: "hessian" for m in HESSIAN}, **{m: "sharpness" for m in sharpness_names}, **{m: "baseline" for m in BASELINES}}
+    return {**{m: "hessian" for m in HESSIAN_MEASURES}, **{m: "sharpness" for m in sharpness_names},
+            **{m: "baseline" for m in BASELINE_MEASURES}}
 
 
 def correlations(runs: list[dict], axes: list[str], kinds: dict[str, str]) -> list[dict]:
@@ -208,7 +206,7 @@ def correlations(runs: list[dict], axes: list[str], kinds: dict[str, str]) -> li
             row["p_holm"] = adjusted
         for row in block:
             row.setdefault("p_holm", None)  # baselines are references, not tests: no family, no adjustment
-            row["significant"] = row["p_holm"] is not None and row["p_holm"] < ALPHA
+            row["significant"] = row["p_holm"] is not None and row["p_holm"] < verdicts.ALPHA
             row["direction"] = _direction(row)
         _beats_baselines(block, fitted, y, groups, clusters)
         rows += block
@@ -277,7 +275,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     aggregate_rows = facts.aggregates(runs, list(profile.study.optimizers), quantities)
     correlation_rows = correlations(runs, list(profile.axes), kinds)
     extreme_rows = facts.extremes(aggregate_rows, sharp_quantities)
-    dinh = facts.dinh_facts(study["dinh"], ["top_eigenvalue", "trace", *names], runs)
+    dinh = facts.dinh_facts(study["dinh"], [*RESCALED_CURVATURE, *names], runs)
     facts_design = facts.design(profile, runs)
     tuning = facts.tuning(runs, list(profile.study.optimizers), profile.grid, len(ctx.validation_set(profile.runs[0]).split.y))
     commit, dirty = git_state(paths.REPO_DIR)
@@ -318,7 +316,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "study": to_table(profile.study),
         "seeds": list(profile.study.seeds),
         "optimizers": facts.optimizer_grid(profile),
-        "measures": {**{m: HESSIAN_WORDS[m] for m in HESSIAN}, **sharpness_descriptions(profile.sharpness), **BASELINE_WORDS},
+        "measures": {**HESSIAN_MEASURES, **sharpness_descriptions(profile.sharpness), **BASELINE_MEASURES},
         "measure_kinds": kinds,
         "targets": list(TARGETS),
         "design": facts_design,
@@ -339,7 +337,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     }
     summary["claims"] = claims_stage.evaluate(summary)
     summary["statistics"] = {
-        "alpha": ALPHA,
+        "alpha": verdicts.ALPHA,
         "correlation_interval": "jackknife over configurations (each deleted once), t-interval on k − 1 degrees of freedom",
         "correlation_test": "two-sided jackknife t-test of τ = 0; Holm over the Hessian and sharpness measures of a target",
         "partial": "Kendall's partial τ given the final training loss (the stop rule is a threshold, not an equal loss)",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from minima import facts, stats, verdicts
+from minima.schema import counts_as_minimum
 from minima.stats import is_finite
 
 NONINFERIORITY_MARGIN = 0.0025  # Yao: AdaHessian no more than 0.25 pp of test accuracy below Adam
@@ -379,7 +380,7 @@ def dinh(summary: dict) -> list[dict]:
     if not info.get("applicable"):
         return [_untestable(spec, info.get("note") or "not run")]
     run = next((r for r in summary["runs"] if r["run"] == info.get("run")), None)
-    if run is None or not facts.is_converged(run) or info.get("converged") is False:
+    if run is None or not counts_as_minimum(run["status"], run["converged"]) or info.get("converged") is False:
         return [_untestable(spec, info.get("note") or "the rescaled run did not converge: a capped run is no minimum")]
     factor = (info.get("factors") or {}).get("top_eigenvalue")
     same = (info.get("max_logit_change") or 0.0) <= DINH_SAME_FUNCTION and info.get("accuracy_min") == info.get("accuracy_max")

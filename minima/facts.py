@@ -15,13 +15,12 @@ from minima.stats import is_finite
 from minima.config import Profile, load_profile
 from minima.data import DISPLAY_NAMES, SPLIT_SIZES
 from minima.models import LAYERS, VARIANTS
+from minima.schema import RESCALED_CURVATURE, counts_as_minimum
 
 # The original study's published test accuracies (EPFL CS-439 course project, 2022).
 ORIGINAL_TEST_ACCURACY = {"sgd": 0.9903, "adahessian": 0.9889, "adam": 0.9841, "adagrad": 0.976}
-MOVED_FACTOR = 10.0  # under Dinh's rescaling a measure "moves" when max/min exceeds this
+MOVED_FACTOR = 10.0  # under Dinh's rescaling a measure "moves" when max/min reaches this
 STABLE_FACTOR = 1.5  # ... and "stays put" below this
-
-
 
 
 def nested(record: dict | None, *keys: str) -> Any:
@@ -32,13 +31,8 @@ def nested(record: dict | None, *keys: str) -> Any:
     return value
 
 
-def is_converged(run: dict) -> bool:
-    """Trained to the stop rule without diverging: a minimum the study measures and tests."""
-    return run["status"] == "ok" and bool(run["converged"])
-
-
 def converged_runs(runs: list[dict]) -> list[dict]:
-    return [r for r in runs if is_converged(r)]
+    return [r for r in runs if counts_as_minimum(r["status"], r["converged"])]
 
 
 def aggregates(runs: list[dict], optimizers: list[str], quantities: list[str]) -> list[dict]:
@@ -208,12 +202,14 @@ def dinh_facts(record: dict, quantities: list[str], runs: list[dict]) -> dict[st
     (claims use converged runs only: a capped run makes the Dinh claim not testable)."""
     rows = record.get("rows") or []
     info = {k: record.get(k) for k in ("applicable", "run", "optimizer", "seed", "layers", "note", "reference_test_accuracy")}
+    info["applicable"] = bool(info["applicable"])
     info["converged"] = any(r["run"] == record.get("run") for r in converged_runs(runs))
+    info.update(moved_factor=MOVED_FACTOR, stable_factor=STABLE_FACTOR)
     if info["applicable"] and not info["converged"]:
         info["note"] = f"the rescaled {info['optimizer']} run {info['run']} did not converge (capped or diverged): it is no minimum"
     if not rows:
-        return {**info, "factors": {}, "moved": [], "stable": [], "nonpositive": [], "moved_factor": MOVED_FACTOR,
-                "stable_factor": STABLE_FACTOR}
+        return {**info, "scale_min": None, "scale_max": None, "factors": {}, "moved": [], "stable": [], "nonpositive": [],
+                "accuracy_min": None, "accuracy_max": None, "max_logit_change": None}
     factors, nonpositive = {}, []
     for q in quantities:
         values = [r.get(q) for r in rows if is_finite(r.get(q))]
@@ -227,8 +223,6 @@ def dinh_facts(record: dict, quantities: list[str], runs: list[dict]) -> dict[st
     accuracies = [r["test_accuracy"] for r in rows if is_finite(r.get("test_accuracy"))]
     return {
         **info,
-        "moved_factor": MOVED_FACTOR,
-        "stable_factor": STABLE_FACTOR,
         "scale_min": min(r["scale"] for r in rows),
         "scale_max": max(r["scale"] for r in rows),
         "factors": factors,
@@ -274,56 +268,46 @@ def original_study(profile: Profile, runs: list[dict]) -> dict[str, Any]:
 
 
 def setup_differences(profile: Profile, original: Profile) -> list[dict]:
-    """Where this profile departs from the packaged `seed` profile (the original study)."""
+    """Where this profile departs from the packaged `seed` profile (the original study): each
+    setting's value here and there (the report words and formats them)."""
     ours, theirs = VARIANTS[profile.study.model], VARIANTS[original.study.model]
     checks = [
-        ("Dataset", DISPLAY_NAMES[profile.study.dataset], DISPLAY_NAMES[original.study.dataset]),
-        ("Training images", profile.study.n_train or SPLIT_SIZES[profile.study.dataset][0],
+        ("dataset", DISPLAY_NAMES[profile.study.dataset], DISPLAY_NAMES[original.study.dataset]),
+        ("n_train", profile.study.n_train or SPLIT_SIZES[profile.study.dataset][0],
          original.study.n_train or SPLIT_SIZES[original.study.dataset][0]),
-        ("Activation", ours.activation, theirs.activation),
-        ("Pooling", ours.pooling, theirs.pooling),
-        ("Input size", ours.input_size, theirs.input_size),
-        ("Epochs", _epochs_text(profile), _epochs_text(original)),
-        ("Batch size", _listed(sorted({r.train.batch_size for r in profile.runs})), _listed(sorted({r.train.batch_size for r in original.runs}))),
-        ("Shuffled batches", profile.train.shuffle, original.train.shuffle),
-        ("Seeds", _listed(profile.study.seeds), _listed(original.study.seeds)),
+        ("activation", ours.activation, theirs.activation),
+        ("pooling", ours.pooling, theirs.pooling),
+        ("input_size", ours.input_size, theirs.input_size),
+        ("max_epochs", profile.train.max_epochs, original.train.max_epochs),
+        ("stop_loss", _stop_loss(profile), _stop_loss(original)),
+        ("batch_size", sorted({r.train.batch_size for r in profile.runs}), sorted({r.train.batch_size for r in original.runs})),
+        ("shuffle", profile.train.shuffle, original.train.shuffle),
+        ("seeds", list(profile.study.seeds), list(original.study.seeds)),
     ]
-    out = [{"item": item, "ours": _text(a), "original": _text(b)} for item, a, b in checks if _text(a) != _text(b)]
+    out = [_difference(setting, None, a, b) for setting, a, b in checks if _setting(a) != _setting(b)]
     for name in sorted(set(profile.grid) | set(original.grid)):
-        if name not in profile.grid:
-            out.append({"item": name, "ours": "not run", "original": "run"})
-        elif name not in original.grid:
-            out.append({"item": name, "ours": "run", "original": "not run"})
-        else:
-            mine, theirs_cfg = profile.optimizers[name].hyperparameters(), original.optimizers[name].hyperparameters()
-            mine["lr"], theirs_cfg["lr"] = _listed(profile.grid[name]["lr"]), _listed(original.grid[name]["lr"])
-            for key in sorted(set(mine) | set(theirs_cfg)):
-                if _text(mine.get(key)) != _text(theirs_cfg.get(key)):
-                    out.append({"item": f"{name} {key}", "ours": _text(mine.get(key)), "original": _text(theirs_cfg.get(key))})
+        if name not in profile.grid or name not in original.grid:
+            out.append(_difference("trained", name, name in profile.grid, name in original.grid))
+            continue
+        mine, theirs_cfg = profile.optimizers[name].hyperparameters(), original.optimizers[name].hyperparameters()
+        mine["lr"], theirs_cfg["lr"] = profile.grid[name]["lr"], original.grid[name]["lr"]
+        out += [_difference(key, name, mine.get(key), theirs_cfg.get(key)) for key in sorted(set(mine) | set(theirs_cfg))
+                if _setting(mine.get(key)) != _setting(theirs_cfg.get(key))]
     return out
 
 
-def _text(value: Any) -> str:
-    """A setting as the report prints it: yes/no, 60,000, 0.1, 0.675, 0.999."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_text(v) for v in value)
-    return "–" if value is None else str(value)
+def _setting(value: Any) -> Any:
+    """A setting as JSON holds it (tuples as lists), so that equal settings compare equal."""
+    return [_setting(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def _listed(values) -> str:
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+def _difference(setting: str, optimizer: str | None, ours: Any, original: Any) -> dict:
+    return {"setting": setting, "optimizer": optimizer, "ours": _setting(ours), "original": _setting(original)}
 
 
-def _epochs_text(profile: Profile) -> str:
-    if profile.train.stop_early:
-        return f"until train loss ≤ {profile.train.stop_loss:g} (at most {profile.train.max_epochs})"
-    return f"{profile.train.max_epochs}"
+def _stop_loss(profile: Profile) -> float | None:
+    """The training loss a run stops at, None where it trains for every epoch."""
+    return profile.train.stop_loss if profile.train.stop_early else None
 
 
 def limitations(profile: Profile, runs: list[dict], n_train: int) -> dict[str, Any]:
@@ -343,6 +327,6 @@ def limitations(profile: Profile, runs: list[dict], n_train: int) -> dict[str, A
         "lanczos_unconverged": sum(1 for r in fitted if nested(r["curvature"], "eigen", "converged") is False),
         "trace_rel_stderr_max": max(relative) if relative else None,
         "trace_probes": profile.curvature.trace_probes,
-        "landscape_runs": "first seed of each configuration",
-        "density_runs": "first seed of each configuration" if profile.curvature.density_runs == "first_seed" else "every run",
+        "landscape_runs": "first_seed",  # pipeline.analyses_of: a landscape for each configuration's first seed
+        "density_runs": profile.curvature.density_runs,
     }

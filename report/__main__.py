@@ -19,8 +19,8 @@ from typing import Sequence
 from minima import paths
 from minima.interrupts import EXIT_STATUS, Terminated, sigterm_raises
 from minima.io import MinimaError
+from minima.schema import read_summary
 from report.export import write_exports
-from report.load import load_summary
 from report.render import render_report
 
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {state}", file=sys.stderr)
         return EXIT_STATUS[signum]
     written = [result.markdown, result.tex] + ([result.pdf] if result.pdf else [])
-    written += write_exports(load_summary(args.summary), args.out)
+    written += write_exports(read_summary(args.summary), args.out)
     print("report: wrote " + ", ".join(str(p) for p in written))
     if result.note and not args.no_pdf:
         print(f"report: {result.note}")

@@ -13,9 +13,10 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from minima.io import write_text
+from minima.schema import Summary
 
 RUN_FIELDS = ("run", "configuration", "dataset", "model", "optimizer", "seed", "status", "converged", "epochs",
               "epochs_to_fit", "stop_reason", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -33,21 +34,21 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def run_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+def run_rows(summary: Summary) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows): the run's own fields, then every varied hyperparameter, then every value the
     statistics rank (measures, baselines, targets)."""
-    runs = summary["runs"]
-    hyper = list(dict.fromkeys(k for r in runs for k in r["hyperparameters"]))
-    values = list(dict.fromkeys(k for r in runs for k in r["values"]))
+    runs = summary.runs
+    hyper = list(dict.fromkeys(k for r in runs for k in r.hyperparameters))
+    values = list(dict.fromkeys(k for r in runs for k in r.values))
     columns = [*RUN_FIELDS, *(f"hyperparameters.{k}" for k in hyper), *(f"values.{k}" for k in values)]
-    rows = [{**{f: r.get(f) for f in RUN_FIELDS},
-             **{f"hyperparameters.{k}": r["hyperparameters"].get(k) for k in hyper},
-             **{f"values.{k}": r["values"].get(k) for k in values}} for r in runs]
+    rows = [{**{f: getattr(r, f) for f in RUN_FIELDS},
+             **{f"hyperparameters.{k}": r.hyperparameters.get(k) for k in hyper},
+             **{f"values.{k}": r.values.get(k) for k in values}} for r in runs]
     return columns, rows
 
 
-def claim_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    return list(CLAIM_FIELDS), [{f: c.get(f) for f in CLAIM_FIELDS} for c in summary["claims"]]
+def claim_rows(summary: Summary) -> tuple[list[str], list[dict[str, Any]]]:
+    return list(CLAIM_FIELDS), [{f: getattr(c, f) for f in CLAIM_FIELDS} for c in summary.claims]
 
 
 def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -59,7 +60,7 @@ def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_exports(summary: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_exports(summary: Summary, out_dir: Path) -> tuple[Path, Path]:
     """build/runs.csv and build/claims.csv, each written atomically."""
     runs = write_text(Path(out_dir) / "runs.csv", csv_text(*run_rows(summary)))
     claims = write_text(Path(out_dir) / "claims.csv", csv_text(*claim_rows(summary)))

@@ -1,6 +1,6 @@
 """Render build/report.md and build/report.tex (and the PDF) from build/summary.json.
 
-The summary (schema 2, validated by minima.schema) holds every number and judgment; the
+The summary (read as minima.schema's models) holds every number and judgment; the
 report only formats it: report.tables arranges facts into rows, report.prose words them,
 report.figures draws them. The templates only place. Two Jinja environments, one per output:
 
@@ -28,9 +28,9 @@ import jinja2
 from minima import paths
 from minima.io import MinimaError, write_together
 from report import figures as figs
-from report import facts, formats, latex, prose, style, tables
+from minima.schema import Summary, read_summary
+from report import formats, latex, prose, style, tables
 from report.figures.rcparams import TEXTWIDTH
-from report.load import load_summary
 
 TEX_TEMPLATE = "report.tex.j2"
 MD_TEMPLATE = "report.md.j2"
@@ -92,35 +92,35 @@ def _figure_context(skipped: Mapping[str, str | None], figures_rel: str) -> dict
     }
 
 
-def build_context(summary: Mapping[str, Any], skipped: Mapping[str, str | None], figures_rel: str) -> dict:
+def build_context(summary: Summary, skipped: Mapping[str, str | None], figures_rel: str) -> dict:
     """Everything the templates place: facts arranged (tables), worded (prose) and drawn (figures)."""
-    data, model, design = summary["data"], summary["model"], summary["design"]
-    commit = str(summary["git_commit"])
+    data, design = summary.data, summary.design
+    interpolation = summary.interpolation
     return {
         "textwidth": TEXTWIDTH,
         "verdict_colours": [(name, hex_colour.lstrip("#")) for _, name, hex_colour in style.VERDICTS.values()],
-        "baselines": [tables.head(summary, m) for m in facts.measures(summary, "baseline")],
-        "profile": str(summary["profile"]),
-        "description": str(summary.get("profile_description") or ""),
-        "commit": commit,
-        "commit_short": commit[:12],
-        "dirty": bool(summary.get("git_dirty")),
-        "created_by": str(summary["created_by"]),
-        "dataset": str(data["display_name"]),
+        "baselines": [tables.head(summary, m) for m in summary.measures_of("baseline")],
+        "profile": summary.profile,
+        "description": summary.profile_description,
+        "commit": summary.git_commit,
+        "commit_short": summary.git_commit[:12],
+        "dirty": summary.git_dirty,
+        "created_by": summary.created_by,
+        "dataset": data.display_name,
         "data": data,
-        "data_source": str(data.get("source") or "unknown"),
-        "preprocessing": str(data.get("preprocessing") or "not recorded"),
-        "checksums": [(str(k), str(v)) for k, v in (data.get("sha256") or {}).items()],
-        "model": {str(k): formats.value_text(v) for k, v in model.items() if k != "n_params"},
-        "n_params": model.get("n_params"),
+        "data_source": data.source,
+        "preprocessing": data.preprocessing,
+        "checksums": list(data.sha256.items()),
+        "model": {k: formats.value_text(v) for k, v in summary.model if k != "n_params"},
+        "n_params": summary.model.n_params,
         "design": design,
-        "seeds": ", ".join(str(s) for s in design["seeds"]),
-        "axes": list(design["axes"]),
+        "seeds": ", ".join(str(s) for s in design.seeds),
+        "axes": list(design.axes),
         "axes_text": prose.axes_text(summary),
         "stop_rule": prose.stop_rule(summary),
-        "second_axis": style.axis_words(facts.second_axis(summary)),
-        "landscape_runs": str(summary["limitations"].get("landscape_runs") or "runs listed"),
-        "density_runs": str(summary["limitations"].get("density_runs") or "runs listed"),
+        "second_axis": style.axis_words(style.second_axis(summary)),
+        "landscape_runs": prose.coverage(summary.limitations.landscape_runs),
+        "density_runs": prose.coverage(summary.limitations.density_runs),
         "grid": tables.grid(summary),
         "hparams": tables.hparams(summary),
         "tuning": tables.tuning(summary),
@@ -132,24 +132,23 @@ def build_context(summary: Mapping[str, Any], skipped: Mapping[str, str | None],
         "correlation_error": tables.correlations(summary, "test_error"),
         "optimizer_columns": tables.optimizer_columns(summary),
         "accuracy_rows": tables.optimizer_block(summary, tables.ACCURACY_ROWS),
-        "curvature_rows": tables.optimizer_block(
-            summary, [*facts.measures(summary, "hessian"), *tables.CURVATURE_ROWS]),
-        "sharpness_rows": tables.optimizer_block(summary, facts.measures(summary, "sharpness")),
+        "curvature_rows": tables.optimizer_block(summary, [*summary.measures_of("hessian"), *tables.CURVATURE_ROWS]),
+        "sharpness_rows": tables.optimizer_block(summary, summary.measures_of("sharpness")),
         "layer_norms": tables.layer_norms(summary),
         "balance_rows": tables.optimizer_block(summary, ["balance_log_ratio"]),
         "extremes": tables.extremes(summary),
         "dinh": tables.dinh(summary),
         "interpolation": {
-            "a": style.optimizer_label(str(facts.get_path(summary, "interpolation", "a") or "?")),
-            "b": style.optimizer_label(str(facts.get_path(summary, "interpolation", "b") or "?")),
-            "barrier": facts.get_path(summary, "interpolation", "barrier"),
+            "a": style.optimizer_label(interpolation.a if interpolation else "?"),
+            "b": style.optimizer_label(interpolation.b if interpolation else "?"),
+            "barrier": interpolation.barrier if interpolation else None,
         },
         "configurations": tables.configurations(summary),
-        "capped": tables.failed(summary, "capped"),
-        "diverged": tables.failed(summary, "diverged"),
+        "capped": tables.failed(summary, summary.limitations.capped),
+        "diverged": tables.failed(summary, summary.limitations.diverged),
         "runs": tables.runs(summary),
         "run_heads": [tables.head(summary, q) for q in tables.RUN_MEASURES],
-        "sharpness_heads": [tables.head(summary, q) for q in facts.measures(summary, "sharpness")],
+        "sharpness_heads": [tables.head(summary, q) for q in summary.measures_of("sharpness")],
         "original": tables.original(summary),
         "environment": tables.environment(summary),
         "timing": tables.timing(summary),
@@ -178,7 +177,7 @@ class Rendered:
     note: str | None  # why there is no PDF
 
 
-def render_text(summary: Mapping[str, Any], skipped: Mapping[str, str | None], figures_rel: str) -> tuple[str, str]:
+def render_text(summary: Summary, skipped: Mapping[str, str | None], figures_rel: str) -> tuple[str, str]:
     """(markdown, latex) source for a summary; pure."""
     context = build_context(summary, skipped, figures_rel)
     markdown = md_environment().get_template(MD_TEMPLATE).render(context)
@@ -214,7 +213,7 @@ def render_report(
     longer matches the new sources is removed). draw_figures=False reuses the figures already
     in figures_dir.
     """
-    summary = load_summary(Path(summary_path))
+    summary = read_summary(Path(summary_path))
     figures_dir, out_dir = Path(figures_dir), Path(out_dir)
     skipped = figs.skip_reasons(summary)
     try:

@@ -1,4 +1,4 @@
-"""Names, labels and colours shared by the figures and both templates.
+"""Names, labels, colours and the order of things, shared by the figures and the templates.
 
 One mapping gives each optimizer its colour (Okabe & Ito 2008, "Color Universal Design",
 distinguishable under the common colour-vision deficiencies) and its marker, so SGD is the
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
+from minima.schema import Configuration, Run, Summary
 from minima.settings import OPTIMIZERS
 
 OKABE_ITO = {
@@ -185,10 +186,64 @@ def mpl_text(text: str) -> str:
     return text.replace("\\", "/").replace("$", r"\$")
 
 
-def claim_scale(claim: dict) -> float:
+def claim_scale(unit: str) -> float:
     """Claims about accuracies and gaps are stated in fractions; the report prints percentage points."""
-    return 100.0 if claim.get("unit") == "fraction" else 1.0
+    return 100.0 if unit == "fraction" else 1.0
 
 
-def claim_statistic(claim: dict) -> str:
-    return claim["statistic"] + (", pp" if claim.get("unit") == "fraction" else "")
+def claim_statistic(statistic: str, unit: str) -> str:
+    return statistic + (", pp" if unit == "fraction" else "")
+
+
+def words(summary: Summary, quantity: str) -> str:
+    """A quantity's name for sentences: its label's words, else the summary's description."""
+    label = quantity_label(quantity)
+    return label.words if label is not None else summary.measures.get(quantity, quantity)
+
+
+# ---- the order of optimizers, axes, configurations and runs ------------------------------------
+
+def optimizer_names(summary: Summary) -> list[str]:
+    """The profile's optimizers in study order, then any other a run used."""
+    return order_optimizers([*summary.optimizers, *(r.optimizer for r in summary.runs)])
+
+
+def axis_values(summary: Summary, axis: str) -> list:
+    """The levels of one grid axis, in the order they are shown (optimizers in study order)."""
+    if axis == "optimizer":
+        return order_optimizers(summary.design.grid) if summary.design.grid else optimizer_names(summary)
+    return summary.axis_levels(axis)
+
+
+def second_axis(summary: Summary) -> str:
+    """The hyperparameter a figure shows by marker or line style: batch size when it varies."""
+    others = [a for a in summary.design.axes if a != "optimizer"]
+    return "batch_size" if "batch_size" in others or not others else others[0]
+
+
+def level_index(summary: Summary, run: Run, axis: str) -> int:
+    """Position of the run's level of `axis` among the grid's levels (0 when not listed)."""
+    levels = axis_values(summary, axis)
+    level = run.hyperparameters.get(axis)
+    return levels.index(level) if level in levels else 0
+
+
+def configuration_label(summary: Summary, hyperparameters: Mapping[str, float | int], optimizer: str | None = None) -> str:
+    """"SGD, η = 0.1, B = 32": the optimizer and the varied hyperparameters only."""
+    parts = [optimizer_label(optimizer)] if optimizer else []
+    for axis in summary.design.axes:
+        if axis != "optimizer" and axis in hyperparameters:
+            parts.append(f"{axis_symbol(axis)} = {hyperparameters[axis]:g}")
+    return ", ".join(parts)
+
+
+def ordered_configurations(summary: Summary) -> list[Configuration]:
+    """Configurations by optimizer (study order), then by their hyperparameters."""
+    order = {o: i for i, o in enumerate(optimizer_names(summary))}
+    return sorted(summary.configurations, key=lambda c: (order[c.optimizer], sorted(c.hyperparameters.items())))
+
+
+def ordered_runs(summary: Summary) -> list[Run]:
+    """Runs by optimizer (study order), hyperparameters, then seed."""
+    order = {o: i for i, o in enumerate(optimizer_names(summary))}
+    return sorted(summary.runs, key=lambda r: (order[r.optimizer], sorted(r.hyperparameters.items()), r.seed))

@@ -339,7 +339,7 @@ def test_the_original_configuration_runs_on_cpu_and_is_compared_with_the_origina
     rows = {row["optimizer"]: row for row in original["rows"]}
     assert set(rows) == {"sgd", "adagrad", "adam", "adahessian"}
     assert all(row["n"] == 1 and 0.0 <= row["test_accuracy_mean"] <= 1.0 for row in rows.values())
-    assert {d["item"] for d in original["differences"]} >= {"Training images", "Epochs"}
+    assert {d["setting"] for d in original["differences"]} >= {"n_train", "max_epochs"}
     assert summary["model"]["name"] == "seed" and summary["dinh"] == []
     assert not summary["dinh_info"]["applicable"] and "tanh" in summary["dinh_info"]["note"]  # Dinh needs ReLU
 
@@ -347,7 +347,7 @@ def test_the_original_configuration_runs_on_cpu_and_is_compared_with_the_origina
 def test_a_modern_profile_is_not_compared_with_the_original(built):
     original = load_summary(built / "build" / "summary.json")["original_study"]
     assert not original["comparable"] and "'seed' LeNet-5 variant" in original["reason"] and original["rows"] == []
-    assert {"item": "Activation", "ours": "relu", "original": "tanh"} in original["differences"]
+    assert {"setting": "activation", "optimizer": None, "ours": "relu", "original": "tanh"} in original["differences"]
 
 
 # ---- a study where nothing converges, lists on every grid axis ------------------------------------

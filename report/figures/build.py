@@ -17,13 +17,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import matplotlib
 from matplotlib.figure import Figure
 
+from minima import schema
 from minima.io import MinimaError, write_bytes, write_text
-from report import facts, formats, style
+from minima.schema import Summary
+from report import formats, style
 from report.figures.catalog import FIGURES
 from report.figures.rcparams import PNG_DPI, RC
 
@@ -44,7 +46,7 @@ class FigureResult:
         return self.pdf is not None
 
 
-def skip_reasons(summary: Mapping[str, Any]) -> dict[str, str | None]:
+def skip_reasons(summary: Summary) -> dict[str, str | None]:
     """Each figure's skip reason (None: drawn), without drawing anything."""
     return {name: need(summary) for name, (_, need) in FIGURES.items()}
 
@@ -62,12 +64,12 @@ def save(fig: Figure, stem: Path) -> tuple[Path, Path]:
     return pdf, png
 
 
-def draw(name: str, summary: Mapping[str, Any]) -> Figure:
+def draw(name: str, summary: Summary) -> Figure:
     with matplotlib.rc_context(RC):
         return FIGURES[name][0](summary)
 
 
-def render_figure(name: str, summary: Mapping[str, Any], out_dir: Path) -> FigureResult:
+def render_figure(name: str, summary: Summary, out_dir: Path) -> FigureResult:
     stem = Path(out_dir) / name
     reason = FIGURES[name][1](summary)
     if reason is not None:
@@ -83,20 +85,20 @@ def render_figure(name: str, summary: Mapping[str, Any], out_dir: Path) -> Figur
     return FigureResult(name, pdf, png, None)
 
 
-def cache_key(summary: Mapping[str, Any]) -> str:
-    """Changes when the summary, the figure code or matplotlib changes."""
+def cache_key(summary: Summary) -> str:
+    """Changes when the summary, the figure code (with the schema methods it calls) or matplotlib changes."""
     # Provenance (the command, the commit, the machine, the timings) appears in no figure; leaving
     # it out lets `make report` after `make all` reuse the figures.
-    drawn = {k: v for k, v in summary.items() if k not in PROVENANCE}
+    drawn = summary.model_dump(mode="json", by_alias=True, exclude=set(PROVENANCE))
     digest = hashlib.sha256(json.dumps(drawn, sort_keys=True, allow_nan=True).encode())
-    for module in (*sorted(FIGURE_CODE.glob("*.py")), Path(style.__file__), Path(facts.__file__),
+    for module in (*sorted(FIGURE_CODE.glob("*.py")), Path(style.__file__), Path(schema.__file__),
                    Path(formats.__file__)):
         digest.update(module.name.encode() + module.read_bytes())
     digest.update(matplotlib.__version__.encode())
     return digest.hexdigest()
 
 
-def _cached(summary: Mapping[str, Any], out_dir: Path, key: str) -> dict[str, FigureResult] | None:
+def _cached(summary: Summary, out_dir: Path, key: str) -> dict[str, FigureResult] | None:
     stamp = out_dir / STAMP
     if not stamp.is_file() or stamp.read_text().strip() != key:
         return None
@@ -109,7 +111,7 @@ def _cached(summary: Mapping[str, Any], out_dir: Path, key: str) -> dict[str, Fi
     return results
 
 
-def render_figures(summary: Mapping[str, Any], out_dir: Path) -> dict[str, FigureResult]:
+def render_figures(summary: Summary, out_dir: Path) -> dict[str, FigureResult]:
     """Draw every figure the summary has data for; a no-op when out_dir is already current.
 
     Drawing takes most of a report's render time, and `make report` re-renders often after

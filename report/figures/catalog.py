@@ -7,63 +7,62 @@ else the reason it is skipped, which the report prints in the figure's place.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 from matplotlib.figure import Figure
 
-from report import facts
+from minima.schema import Summary
 from report.figures import landscape, optimizers, results, training
 
-Summary = Mapping[str, Any]
 Need = Callable[[Summary], "str | None"]
 Draw = Callable[[Summary], Figure]
 
 
 def _need_claims(s: Summary) -> str | None:
-    return None if s["claims"] else "no published claim was tested"
+    return None if s.claims else "no published claim was tested"
 
 
 def _need_scatter(s: Summary) -> str | None:
-    n = sum(facts.value(r, "generalization_gap") is not None for r in facts.converged_runs(s))
+    n = sum(r.value("generalization_gap") is not None for r in s.converged_runs())
     if not results.scatter_measures(s):
         return "the summary has no Hessian or sharpness measure"
     return None if n >= 3 else f"only {n} converged runs have a generalization gap (three are needed)"
 
 
 def _need_psi(s: Summary) -> str | None:
-    if not facts.varied_axes(s):
+    if not s.design.axes:
         return "the grid varies no axis, so there is no granulated coefficient"
-    found = any(c["psi_mean"] is not None for c in s["correlations"])
+    found = any(c.psi_mean is not None for c in s.correlations)
     return None if found else "no group of converged runs differs in one axis only"
 
 
 def _need_values(quantities: Callable[[Summary], list[str]], what: str) -> Need:
     def check(s: Summary) -> str | None:
         qs = quantities(s)
-        found = any(facts.value(r, q) is not None for r in facts.ok_runs(s) for q in qs)
+        found = any(r.value(q) is not None for r in s.ok_runs() for q in qs)
         return None if found else f"no run has {what}"
     return check
 
 
 def _need_layer_norms(s: Summary) -> str | None:
-    found = any(stat.get("mean") is not None for a in s["aggregates"] for stat in a["layer_norms"].values())
+    found = any(stat.mean is not None for a in s.aggregates for stat in a.layer_norms.values())
     return None if found else "no converged run has per-layer weight norms"
 
 
 def _need_density(s: Summary) -> str | None:
-    return None if facts.runs_with(s, "curvature", "density", "values") else "no spectral density was computed"
+    return None if landscape.density_runs(s) else "no spectral density was computed"
 
 
 def _need_landscape(*keys: str) -> Need:
     def check(s: Summary) -> str | None:
-        found = any(facts.runs_with(s, "landscape", key) for key in keys)
+        found = any(landscape.runs_with_slice(s, key) for key in keys)
         return None if found else "this profile computes no such loss landscape"
     return check
 
 
 def _need_interpolation(s: Summary) -> str | None:
-    part = s.get("interpolation")
-    if part and part.get("alphas") and part.get("loss") and part.get("accuracy"):
+    part = s.interpolation
+    if part and part.alphas and part.loss and part.accuracy:
         return None
     return "this profile computes no interpolation between minima"
 
@@ -73,10 +72,9 @@ def _need_training(s: Summary) -> str | None:
 
 
 def _need_dinh(s: Summary) -> str | None:
-    info = s["dinh_info"]
-    if info.get("applicable") and s["dinh"]:
+    if s.dinh_info.applicable and s.dinh:
         return None
-    note = info.get("note")
+    note = s.dinh_info.note
     return f"the rescaling experiment was not run: {note}" if note else "the rescaling experiment was not run"
 
 
@@ -87,7 +85,7 @@ FIGURES: dict[str, tuple[Draw, Need]] = {
     "curvature_by_optimizer": (optimizers.curvature_by_optimizer,
                                _need_values(optimizers.curvature_quantities, "curvature")),
     "sharpness_by_optimizer": (optimizers.sharpness_by_optimizer,
-                               _need_values(lambda s: facts.measures(s, "sharpness"), "sharpness measures")),
+                               _need_values(lambda s: s.measures_of("sharpness"), "sharpness measures")),
     "layer_norms": (optimizers.layer_norms, _need_layer_norms),
     "spectral_densities": (landscape.spectral_densities, _need_density),
     "landscape_1d": (landscape.landscape_1d, _need_landscape("eigen_1d", "eigen_normalized_1d", "random_1d")),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.collections import PathCollection
@@ -11,16 +11,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from report import facts, style
+from minima.schema import Correlation, Run, Summary
+from report import style
 from report.formats import words_ci, words_num
 from report.figures.rcparams import TEXTWIDTH
 
-Summary = Mapping[str, Any]
 DECADE = 10.0
 
 
 def styles(summary: Summary) -> dict[str, tuple[str, str]]:
-    return style.optimizer_styles(facts.optimizers(summary))
+    return style.optimizer_styles(style.optimizer_names(summary))
 
 
 def colour(summary: Summary, optimizer: str) -> str:
@@ -33,7 +33,7 @@ def opt_label(name: str) -> str:
 
 def qlabel(summary: Summary, quantity: str) -> str:
     label = style.quantity_label(quantity)
-    return label.mpl if label else style.mpl_text(str(summary["measures"].get(quantity, quantity)))
+    return label.mpl if label else style.mpl_text(summary.measures.get(quantity, quantity))
 
 
 def grid(n: int, ncols: int, height: float, width: float = TEXTWIDTH, **kw: Any) -> tuple[Figure, list]:
@@ -49,20 +49,20 @@ def grid(n: int, ncols: int, height: float, width: float = TEXTWIDTH, **kw: Any)
 
 # ---- one grid axis besides the optimizer: marker in scatters, line style in curves -------------
 
-def level_marker(summary: Summary, run: Mapping[str, Any]) -> str:
-    index = facts.level_index(summary, run, facts.second_axis(summary))
+def level_marker(summary: Summary, run: Run) -> str:
+    index = style.level_index(summary, run, style.second_axis(summary))
     return style.LEVEL_MARKERS[index % len(style.LEVEL_MARKERS)]
 
 
-def level_linestyle(summary: Summary, run: Mapping[str, Any]) -> str:
-    index = facts.level_index(summary, run, facts.second_axis(summary))
+def level_linestyle(summary: Summary, run: Run) -> str:
+    index = style.level_index(summary, run, style.second_axis(summary))
     return style.LEVEL_LINESTYLES[index % len(style.LEVEL_LINESTYLES)]
 
 
 def level_handles(summary: Summary, kind: str) -> list[Line2D]:
     """Grey legend entries for the second axis's levels: markers (kind="marker") or line styles."""
-    axis = facts.second_axis(summary)
-    levels = facts.grid_values(summary, axis)
+    axis = style.second_axis(summary)
+    levels = style.axis_values(summary, axis)
     if len(levels) < 2:
         return []
     symbol = style.mpl_text(style.axis_symbol(axis))
@@ -144,10 +144,8 @@ def log(ax, axis: str = "y") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
-def tau_title(row: Mapping[str, Any] | None) -> str:
+def tau_title(row: Correlation | None) -> str:
     """τ = 0.20 [−0.33, 1.00] from a correlation row of the summary."""
-    tau = (row or {}).get("kendall_tau")
-    if tau is None:
+    if row is None or row.kendall_tau is None:
         return r"$\tau$ undetermined"
-    ci = (row or {}).get("ci95")
-    return rf"$\tau$ = {words_num(tau)}" + (f" {words_ci(ci)}" if ci else "")
+    return rf"$\tau$ = {words_num(row.kendall_tau)}" + (f" {words_ci(row.ci95)}" if row.ci95 else "")

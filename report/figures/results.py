@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
@@ -11,12 +10,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from report import facts, style
+from minima.schema import GAP, Run, Summary
+from report import style
 from report.figures import common
 from report.figures.rcparams import TEXTWIDTH
 from report.formats import words_num
 
-Summary = Mapping[str, Any]
 CLAIM_ROW = 0.62  # inches per claim
 CLAIM_WRAP = 46  # characters per line of a claim's label
 NOTE_WRAP = 70  # ... and of the note shown in place of a missing value
@@ -35,13 +34,13 @@ def claims(summary: Summary) -> Figure:
     """Each claim's statistic and 95 % interval, coloured by verdict, on the claim's own axis
     (the statistics have different units); a dotted line marks the rule's threshold where the
     summary gives it."""
-    rows = summary["claims"]
+    rows = summary.claims
     fig = Figure(figsize=(TEXTWIDTH, CLAIM_ROW * len(rows) + 0.4))
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for i, (ax, claim) in enumerate(zip(axes, rows), 1):
-        colour = style.VERDICTS.get(claim["verdict"], ("", "", "#777777"))[2]
-        label = (textwrap.fill(f"{i}. {claim['claim']}", CLAIM_WRAP)
-                 + f"\n({claim['source']}): {style.verdict_words(claim['verdict'])}")
+        colour = style.VERDICTS[claim.verdict][2]
+        label = (textwrap.fill(f"{i}. {claim.claim}", CLAIM_WRAP)
+                 + f"\n({claim.source}): {style.verdict_words(claim.verdict)}")
         ax.set_ylabel(style.mpl_text(label), rotation=0, ha="right", va="center", fontsize=6.5)
         ax.set_yticks([])
         ax.set_ylim(-1, 1)
@@ -49,20 +48,20 @@ def claims(summary: Summary) -> Figure:
         ax.grid(axis="y", visible=False)
         ax.tick_params(axis="x", labelsize=6, pad=1)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        if claim["value"] is None:
-            note = claim.get("reason") or claim.get("note") or "the summary gives none"
-            text = textwrap.fill(f"{style.verdict_words(claim['verdict'])}, no value: {note}", NOTE_WRAP)
+        if claim.value is None:
+            note = claim.reason or claim.note or "the summary gives none"
+            text = textwrap.fill(f"{style.verdict_words(claim.verdict)}, no value: {note}", NOTE_WRAP)
             ax.text(0.02, 0.5, style.mpl_text(text), transform=ax.transAxes, ha="left", va="center",
                     fontsize=6.5, color=colour)
             ax.set_xticks([])
             ax.spines["bottom"].set_visible(False)
             continue
-        scale = style.claim_scale(claim)  # fractions are drawn in percentage points
-        value, interval = claim["value"] * scale, [v * scale for v in claim["ci95"] or []]
+        scale = style.claim_scale(claim.unit)  # fractions are drawn in percentage points
+        value, interval = claim.value * scale, [v * scale for v in claim.ci95 or []]
         points = [value, *interval]
-        thresholds = [claim["reference"]]
-        if claim.get("rule_kind") == "equivalence":  # the band the effect must stay within
-            thresholds = [-claim["margin"], claim["margin"]]
+        thresholds = [claim.reference]
+        if claim.rule_kind == "equivalence":  # the band the effect must stay within
+            thresholds = [-claim.margin, claim.margin]
         for threshold in thresholds:
             ax.axvline(threshold * scale, color="0.4", linestyle=":", linewidth=0.9)
             points.append(threshold * scale)
@@ -71,7 +70,7 @@ def claims(summary: Summary) -> Figure:
         ax.plot([value], [0], marker="o", color=colour, markersize=5,
                 markerfacecolor=colour if interval else "white")
         ax.set_xlim(*_claim_limits(points))
-        ax.set_xlabel(style.mpl_text(style.claim_statistic(claim)), fontsize=5.5, labelpad=1)
+        ax.set_xlabel(style.mpl_text(style.claim_statistic(claim.statistic, claim.unit)), fontsize=5.5, labelpad=1)
     handles = [Line2D([], [], color=hex_colour, marker="o", linewidth=2.2, label=words)
                for words, _, hex_colour in style.VERDICTS.values()]
     handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
@@ -83,21 +82,21 @@ def claims(summary: Summary) -> Figure:
 # ---- sharpness against the generalization gap ----------------------------------------------
 
 def scatter_measures(summary: Summary) -> list[str]:
-    return facts.measures(summary, "hessian", "sharpness")
+    return summary.measures_of("hessian", "sharpness")
 
 
 def correlation_scatter(summary: Summary) -> Figure:
     """Each Hessian and sharpness measure against the gap, one point per converged run."""
     measures = scatter_measures(summary)
     fig, axes = common.grid(len(measures), SCATTER_COLUMNS, 1.7, sharey=True)
-    runs = facts.converged_runs(summary)
-    groups: dict[tuple[str, str], list[dict]] = {}
+    runs = summary.converged_runs()
+    groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run["optimizer"], common.level_marker(summary, run)), []).append(run)
+        groups.setdefault((run.optimizer, common.level_marker(summary, run)), []).append(run)
     for i, (ax, measure) in enumerate(zip(axes, measures)):
         xs = []
         for (optimizer, marker), members in groups.items():
-            pairs = [(facts.value(r, measure), facts.value(r, "generalization_gap")) for r in members]
+            pairs = [(r.value(measure), r.value(GAP)) for r in members]
             pairs = [(x, 100 * y) for x, y in pairs if x is not None and y is not None]
             if pairs:
                 x, y = zip(*pairs)
@@ -107,11 +106,11 @@ def correlation_scatter(summary: Summary) -> Figure:
             common.log(ax, "x")
         else:
             ax.xaxis.set_major_locator(MaxNLocator(nbins=3))  # long decimals would overlap
-        row = facts.correlation(summary, measure)
+        row = summary.correlation(measure)
         ax.set_title(common.qlabel(summary, measure) + "\n" + common.tau_title(row), fontsize=7)
         if i % SCATTER_COLUMNS == 0:
             ax.set_ylabel("gap (pp)")
-    names = [o for o in facts.optimizers(summary) if any(r["optimizer"] == o for r in runs)]
+    names = [o for o in style.optimizer_names(summary) if any(r.optimizer == o for r in runs)]
     # Colour is the optimizer, marker shape the second axis's level: optimizers get a plain dot.
     common.legend(fig, common.optimizer_handles(summary, names, marker="o", line=False)
                   + common.level_handles(summary, "marker"), ncols=4)
@@ -123,24 +122,24 @@ def correlation_scatter(summary: Summary) -> Figure:
 def _psi_matrix(summary: Summary, measures: list[str], target: str, axes: list[str]) -> np.ndarray:
     table = np.full((len(measures), len(axes) + 1), np.nan)
     for i, measure in enumerate(measures):
-        row = facts.correlation(summary, measure, target)
+        row = summary.correlation(measure, target)
         if row is None:
             continue
-        values = [row["psi"].get(a) for a in axes] + [row["psi_mean"]]
+        values = [row.psi.get(a) for a in axes] + [row.psi_mean]
         table[i] = [np.nan if v is None else v for v in values]
     return table
 
 
 def psi_heatmap(summary: Summary) -> Figure:
     """psi per varied axis and their mean Psi, per measure (rows, by kind) and target (panels)."""
-    axes_names = facts.varied_axes(summary)
-    measures = facts.measures(summary)
-    targets = [t for t in summary.get("targets") or [facts.TARGET] if facts.correlation_rows(summary, t)]
+    axes_names = summary.design.axes
+    measures = summary.measures_of()
+    targets = [t for t in summary.targets if summary.correlations_of(t)]
     fig = Figure(figsize=(TEXTWIDTH, 0.17 * len(measures) + 1.1))
     panels = fig.subplots(1, len(targets), sharey=True, squeeze=False)[0]
     norm = TwoSlopeNorm(vmin=-1.0, vcenter=0.0, vmax=1.0)
     image = None
-    kinds = [summary["measure_kinds"][m] for m in measures]
+    kinds = [summary.measure_kinds[m] for m in measures]
     for j, (ax, target) in enumerate(zip(panels, targets)):
         table = _psi_matrix(summary, measures, target, axes_names)
         image = ax.imshow(np.ma.masked_invalid(table), cmap="RdBu_r", norm=norm, aspect="auto")
@@ -158,7 +157,7 @@ def psi_heatmap(summary: Summary) -> Figure:
         ax.axvline(len(axes_names) - 0.5, color="black", linewidth=0.8)
         ax.grid(False)
         ax.tick_params(length=0)
-        ax.set_title(style.mpl_text(f"against {facts.words(summary, target)}"), fontsize=8)
+        ax.set_title(style.mpl_text(f"against {style.words(summary, target)}"), fontsize=8)
         if j:
             ax.tick_params(labelleft=False)
     if image is not None:

@@ -6,6 +6,7 @@ import io
 import pytest
 
 from report import export
+from variants import typed
 
 
 def _read(text: str) -> list[dict]:
@@ -17,7 +18,7 @@ def _number(cell: str):
 
 
 def test_runs_csv_matches_the_summary(tiny_summary):
-    columns, rows = export.run_rows(tiny_summary)
+    columns, rows = export.run_rows(typed(tiny_summary))
     read = _read(export.csv_text(columns, rows))
     assert [r["run"] for r in read] == [r["run"] for r in tiny_summary["runs"]]
     for row, run in zip(read, tiny_summary["runs"]):
@@ -30,7 +31,7 @@ def test_runs_csv_matches_the_summary(tiny_summary):
 
 
 def test_claims_csv_matches_the_summary(tiny_summary, tmp_path):
-    runs_path, claims_path = export.write_exports(tiny_summary, tmp_path)
+    runs_path, claims_path = export.write_exports(typed(tiny_summary), tmp_path)
     read = _read(claims_path.read_text())
     assert runs_path.name == "runs.csv" and len(_read(runs_path.read_text())) == len(tiny_summary["runs"])
     assert [(r["id"], r["verdict"], r["reason"]) for r in read] == [

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import variants
+from variants import typed
 from minima.io import MinimaError
 from report import figures, style
 from report.figures import build, common, landscape
@@ -20,11 +21,11 @@ def test_one_colour_per_optimizer_whatever_the_subset():
 
 
 def test_every_figure_has_its_data_in_the_tiny_summary(tiny_summary):
-    assert figures.skip_reasons(tiny_summary) == {name: None for name in figures.FIGURES}
+    assert figures.skip_reasons(typed(tiny_summary)) == {name: None for name in figures.FIGURES}
 
 
 def test_skip_reasons_name_absent_data(tiny_summary):
-    skipped = figures.skip_reasons(variants.with_dinh_not_applicable(tiny_summary))
+    skipped = figures.skip_reasons(typed(variants.with_dinh_not_applicable(tiny_summary)))
     assert variants.TANH_NOTE in skipped["dinh"] and skipped["claims"] is None
     bare = copy.deepcopy(tiny_summary)
     bare["interpolation"] = None
@@ -32,7 +33,7 @@ def test_skip_reasons_name_absent_data(tiny_summary):
         run["landscape"] = None
         if run["curvature"]:
             run["curvature"]["density"] = None
-    skipped = figures.skip_reasons(bare)
+    skipped = figures.skip_reasons(typed(bare))
     assert "interpolation" in skipped["interpolation"] and "landscape" in skipped["landscape_1d"]
     assert "spectral density" in skipped["spectral_densities"] and skipped["training"] is None
 
@@ -42,7 +43,7 @@ def test_scatter_needs_three_converged_runs(tiny_summary):
     converged = [r for r in few["runs"] if r["converged"]]
     for run in converged[2:]:
         run["converged"] = False
-    assert "only 2 converged runs" in figures.skip_reasons(few)["correlation_scatter"]
+    assert "only 2 converged runs" in figures.skip_reasons(typed(few))["correlation_scatter"]
 
 
 def test_decade_labels_are_plain_text():
@@ -53,14 +54,14 @@ def test_decade_labels_are_plain_text():
 
 def test_tau_titles_come_from_the_correlation_rows(tiny_summary):
     row = next(c for c in tiny_summary["correlations"] if c["kendall_tau"] is not None and c["ci95"])
-    title = common.tau_title(row)
+    title = common.tau_title(typed(tiny_summary).correlation(row["measure"], row["target"]))
     assert f"{row['kendall_tau']:.2f}".replace("-", "\u2212") in title
-    assert common.tau_title({"kendall_tau": None}) == r"$\tau$ undetermined"
+    assert common.tau_title(None) == r"$\tau$ undetermined"
 
 
 def test_figure_bytes_are_deterministic(tiny_summary, tmp_path):
-    a = figures.render_figure("interpolation", tiny_summary, tmp_path / "a")
-    b = figures.render_figure("interpolation", tiny_summary, tmp_path / "b")
+    a = figures.render_figure("interpolation", typed(tiny_summary), tmp_path / "a")
+    b = figures.render_figure("interpolation", typed(tiny_summary), tmp_path / "b")
     assert a.pdf.read_bytes() == b.pdf.read_bytes()
     assert a.png.read_bytes() == b.png.read_bytes()
     assert b"CreationDate" not in a.pdf.read_bytes()
@@ -69,12 +70,12 @@ def test_figure_bytes_are_deterministic(tiny_summary, tmp_path):
 @pytest.mark.parametrize("name", ["training", "curvature_by_optimizer", "correlation_scatter"])
 def test_a_diverged_run_is_drawn_or_left_out(tiny_summary, tmp_path, name):
     diverged, _ = variants.with_diverged_run(tiny_summary)
-    result = figures.render_figure(name, diverged, tmp_path)
+    result = figures.render_figure(name, typed(diverged), tmp_path)
     assert result.available and result.pdf.read_bytes().startswith(b"%PDF")
 
 
 def test_claims_figure_draws_every_verdict(tiny_summary, tmp_path):
-    result = figures.render_figure("claims", variants.with_every_verdict(tiny_summary), tmp_path)
+    result = figures.render_figure("claims", typed(variants.with_every_verdict(tiny_summary)), tmp_path)
     assert result.png.read_bytes().startswith(b"\x89PNG")
 
 
@@ -84,7 +85,8 @@ def _trimmed(summary):
     s["claims"], s["dinh"], s["correlations"] = [], [], []
     s["dinh_info"] = {**s["dinh_info"], "applicable": False}
     for run in s["runs"]:
-        run.update(curvature=None, sharpness=None, landscape=None, history={}, values={}, layer_norms={})
+        run.update(curvature=None, sharpness=None, landscape=None, values={}, layer_norms={},
+                   history={key: [] for key in run["history"]})
     for agg in s["aggregates"]:
         agg["layer_norms"] = {}
     return s
@@ -92,25 +94,25 @@ def _trimmed(summary):
 
 def test_skipped_figure_removes_a_stale_file(tiny_summary, tmp_path):
     (tmp_path / "dinh.pdf").write_bytes(b"old")
-    results = figures.render_figures(_trimmed(tiny_summary), tmp_path)
+    results = figures.render_figures(typed(_trimmed(tiny_summary)), tmp_path)
     assert not (tmp_path / "dinh.pdf").exists()
     assert [n for n, r in results.items() if r.available] == ["interpolation"]
 
 
 def test_render_figures_is_a_no_op_when_current(tiny_summary, tmp_path, monkeypatch):
     summary = _trimmed(tiny_summary)
-    figures.render_figures(summary, tmp_path)
+    figures.render_figures(typed(summary), tmp_path)
 
     def redrawn(*args):
         raise AssertionError("redrawn")  # pickles: the figures are drawn in worker processes
 
     monkeypatch.setattr(build, "draw", redrawn)
-    assert figures.render_figures(summary, tmp_path)["interpolation"].available
+    assert figures.render_figures(typed(summary), tmp_path)["interpolation"].available
     provenance = {**summary, "created_by": "another command", "timing": {"total": 1.0}}
-    assert figures.render_figures(provenance, tmp_path)["interpolation"].available  # drawn from neither
+    assert figures.render_figures(typed(provenance), tmp_path)["interpolation"].available  # drawn from neither
     summary["interpolation"]["loss"][0] = 5.0
     with pytest.raises(AssertionError, match="redrawn"):
-        figures.render_figures(summary, tmp_path)
+        figures.render_figures(typed(summary), tmp_path)
 
 
 def test_landscape_grid_orientation():
@@ -126,4 +128,4 @@ def test_malformed_data_is_a_one_line_error(tiny_summary, tmp_path):
     summary = copy.deepcopy(tiny_summary)
     summary["interpolation"]["loss"] = summary["interpolation"]["loss"][:3]
     with pytest.raises(MinimaError, match="figure interpolation"):
-        figures.render_figure("interpolation", summary, tmp_path)
+        figures.render_figure("interpolation", typed(summary), tmp_path)

@@ -6,32 +6,33 @@ import json
 import pytest
 
 import variants
-from report import facts, prose, tables
-from report.formats import words_int, words_num, words_pp
+from report import prose, tables
+from report.formats import words_int, words_num, words_pp, words_sci
+from variants import typed
 
 
 def _all_text(summary) -> str:
-    parts = [*prose.abstract(summary), *prose.discussion(summary), *prose.limitations(summary),
-             *prose.dinh_sentences(summary), prose.correlation_sentence(summary),
-             prose.correlation_sentence(summary, "test_error"), prose.noise_floor_sentence(summary)]
+    s = typed(summary)
+    parts = [*prose.abstract(s), *prose.discussion(s), *prose.limitations(s), *prose.dinh_sentences(s),
+             prose.correlation_sentence(s), prose.correlation_sentence(s, "test_error"), prose.noise_floor_sentence(s)]
     return " ".join(parts)
 
 
 def test_abstract_states_the_design(tiny_summary):
     design = tiny_summary["design"]
-    sentence = prose.design_sentence(tiny_summary)
+    sentence = prose.design_sentence(typed(tiny_summary))
     assert f"{design['n_runs']} runs" in sentence
     assert f"{design['n_configurations']} configurations" in sentence
     assert f"{design['n_converged']} of the {design['n_runs']} runs converged" in sentence
     assert words_pp(design["gap_spread"]) in sentence
     assert f"cross-entropy ≤ {design['stop_loss']:g}" in sentence
     for axis in design["axes"]:
-        assert prose.axis_levels(tiny_summary, axis) in sentence
+        assert prose.axis_levels(typed(tiny_summary), axis) in sentence
     assert tiny_summary["data"]["display_name"] in sentence
 
 
 def test_abstract_gives_the_verdict_of_every_claim(tiny_summary):
-    sentence = prose.claims_sentence(tiny_summary)
+    sentence = prose.claims_sentence(typed(tiny_summary))
     claims = tiny_summary["claims"]
     assert sentence.startswith(f"Of {len(claims)} published claims tested, ")
     counted = 0
@@ -48,7 +49,7 @@ def test_abstract_gives_the_verdict_of_every_claim(tiny_summary):
 
 
 def test_every_verdict_is_named(tiny_summary):
-    sentence = prose.claims_sentence(variants.with_every_verdict(tiny_summary))
+    sentence = prose.claims_sentence(typed(variants.with_every_verdict(tiny_summary)))
     assert "1 is not reproduced" not in sentence  # the verb goes with the first group only
     for words in ("reproduced (", "not reproduced (", "inconclusive", "not testable"):
         assert words in sentence
@@ -56,30 +57,30 @@ def test_every_verdict_is_named(tiny_summary):
 
 def test_no_significant_test_means_undetermined_never_no_correlation(tiny_summary):
     assert not any(c["significant"] for c in tiny_summary["correlations"])
-    sentence = prose.correlation_sentence(tiny_summary)
+    sentence = prose.correlation_sentence(typed(tiny_summary))
     assert "undetermined" in sentence and "Holm-adjusted" in sentence
     assert "no correlation" not in _all_text(tiny_summary).lower()
 
 
 def test_a_significant_test_is_named_with_its_direction(tiny_summary):
     changed = variants.with_significant_correlation(tiny_summary)
-    sentence = prose.correlation_sentence(changed)
+    sentence = prose.correlation_sentence(typed(changed))
     assert "a positive one for λ_max (τ = 0.60, 95 % CI [0.20, 0.90])" in sentence
     assert "the other 11 measures the direction is undetermined" in sentence
-    assert "λ_max" in prose.baselines_sentence(changed)
+    assert "λ_max" in prose.baselines_sentence(typed(changed))
 
 
 def test_dinh_sentences_use_the_summary_factors(tiny_summary):
     info = tiny_summary["dinh_info"]
-    text = " ".join(prose.dinh_sentences(tiny_summary))
-    assert f"λ_max by a factor of {prose.words_sci(info['factors']['top_eigenvalue'])}" in text
+    text = " ".join(prose.dinh_sentences(typed(tiny_summary)))
+    assert f"λ_max by a factor of {words_sci(info['factors']['top_eigenvalue'])}" in text
     # the rescaled run is a converged one (issue 25, try 6: it was the first SGD run, capped)
     assert "stay put" in text and "which did not reach the stop rule" not in text
     capped = json.loads(json.dumps(tiny_summary))
     next(r for r in capped["runs"] if r["run"] == info["run"])["converged"] = False
-    assert "which did not reach the stop rule" in " ".join(prose.dinh_sentences(capped))
-    abstract = prose.dinh_abstract(tiny_summary)
-    stable = [q for q in facts.measures(tiny_summary, "sharpness") if q in info["stable"]]
+    assert "which did not reach the stop rule" in " ".join(prose.dinh_sentences(typed(capped)))
+    abstract = prose.dinh_abstract(typed(tiny_summary))
+    stable = [q for q in typed(tiny_summary).measures_of("sharpness") if q in info["stable"]]
     assert f"{len(stable)} of the " in abstract and "sign change" not in abstract
 
 
@@ -92,54 +93,54 @@ def test_nonpositive_quantity_has_no_factor_never_a_sign_change(tiny_summary):
 
 def test_dinh_not_applicable(tiny_summary):
     changed = variants.with_dinh_not_applicable(tiny_summary)
-    assert prose.dinh_sentences(changed) == (
+    assert prose.dinh_sentences(typed(changed)) == (
         f"The rescaling experiment of Dinh et al. (2017) was not run: {variants.TANH_NOTE}.",)
-    assert any(variants.TANH_NOTE in s for s in prose.limitations(changed))
+    assert any(variants.TANH_NOTE in s for s in prose.limitations(typed(changed)))
 
 
 def test_limitations_come_from_the_summary(tiny_summary):
-    text = " ".join(prose.limitations(tiny_summary))
+    text = " ".join(prose.limitations(typed(tiny_summary)))
     lim = tiny_summary["limitations"]
     assert f"{len(lim['capped'])} of {tiny_summary['design']['n_runs']} runs did not reach the stop rule" in text
     assert f"Only {lim['n_seeds']} seeds per configuration" in text
-    assert lim["landscape_runs"] in text
+    assert prose.coverage(lim["landscape_runs"]) in text and "first seed of each configuration" in text
     assert tiny_summary["original_study"]["reason"] in text
     assert "LeNet-5" in text and tiny_summary["data"]["display_name"] in text
     diverged, _ = variants.with_diverged_run(tiny_summary)
-    assert "1 of 12 runs diverged" in " ".join(prose.limitations(diverged))
+    assert "1 of 12 runs diverged" in " ".join(prose.limitations(typed(diverged)))
 
 
 def test_noise_floor_sentence(tiny_summary):
     floor = tiny_summary["noise_floor"]["generalization_gap"]
-    assert f"τ = {words_num(floor['kendall_tau'])}" in prose.noise_floor_sentence(tiny_summary)
+    assert f"τ = {words_num(floor['kendall_tau'])}" in prose.noise_floor_sentence(typed(tiny_summary))
 
 
 def test_the_data_set_name_is_written_as_given(tiny_summary):
     fashion = variants.with_fashion(tiny_summary)
     text = _all_text(fashion)
     assert "Fashion-MNIST" in text and "FASHION" not in text
-    assert "Fashion-MNIST" in tables.data_descriptions(fashion)["test"]
-    assert words_int(fashion["data"]["n_train"]) in prose.design_sentence(fashion)
+    assert "Fashion-MNIST" in tables.data_descriptions(typed(fashion))["test"]
+    assert words_int(fashion["data"]["n_train"]) in prose.design_sentence(typed(fashion))
 
 
 def test_checklist_points_at_sections_both_templates_define(tiny_summary):
-    keys = {item.section for item in prose.checklist(tiny_summary)}
+    keys = {item.section for item in prose.checklist(typed(tiny_summary))}
     assert keys <= {"repro", "data", "design", "optimizers", "correlation", "claims", "failed", "original",
                     "limitations"}
-    statistics = next(i for i in prose.checklist(tiny_summary) if i.item == "Statistics")
+    statistics = next(i for i in prose.checklist(typed(tiny_summary)) if i.item == "Statistics")
     assert statistics.answer.startswith("Kendall τ with jackknife intervals over configurations, exact sign-flip tests")
     assert "no result depends on a random seed" in statistics.answer
-    prior = next(i for i in prose.checklist(tiny_summary) if i.item == "Comparison with prior work")
+    prior = next(i for i in prose.checklist(typed(tiny_summary)) if i.item == "Comparison with prior work")
     assert prior.answer.startswith("no:")
     comparable = variants.with_comparable_original(tiny_summary)
-    assert next(i for i in prose.checklist(comparable) if i.item == "Comparison with prior work").answer.startswith("yes")
+    assert next(i for i in prose.checklist(typed(comparable)) if i.item == "Comparison with prior work").answer.startswith("yes")
 
 
 @pytest.mark.parametrize("target", ["generalization_gap", "test_error"])
 def test_correlation_table_rows_are_the_summary_rows(tiny_summary, target):
-    table = tables.correlations(tiny_summary, target)
+    table = tables.correlations(typed(tiny_summary), target)
     rows = [row for group in table["groups"] for row in group["rows"]]
-    source = facts.correlation_rows(tiny_summary, target)
+    source = [c for c in tiny_summary["correlations"] if c["target"] == target]
     assert [r["head"].name for r in rows] == [c["measure"] for c in source
                                                if c["kind"] in ("hessian", "sharpness", "baseline")]
     for row, c in zip(rows, source):
@@ -148,7 +149,7 @@ def test_correlation_table_rows_are_the_summary_rows(tiny_summary, target):
 
 
 def test_optimizer_tables_are_the_aggregates(tiny_summary):
-    rows = {row["head"].name: row for row in tables.optimizer_block(tiny_summary, tables.ACCURACY_ROWS)}
+    rows = {row["head"].name: row for row in tables.optimizer_block(typed(tiny_summary), tables.ACCURACY_ROWS)}
     aggregates = tiny_summary["aggregates"]
     assert [c["mean"] for c in rows["test_accuracy"]["cells"]] == [a["metrics"]["test_accuracy"]["mean"]
                                                                    for a in aggregates]

@@ -15,6 +15,7 @@ import pytest
 
 import stated
 import variants
+from variants import typed
 from minima.io import MinimaError, write_json
 from report import figures, formats, latex, style
 from report.__main__ import main
@@ -289,7 +290,7 @@ def test_the_settings_tables_state_what_the_runs_used(tiny_summary, tmp_path):
     summary = json.loads(json.dumps(tiny_summary))
     summary["settings"] = {k: v for k, v in ctx.profile.settings_json().items() if k != "study"}
     summary["optimizers"] = facts.optimizer_grid(ctx.profile)
-    md, _ = render_text(summary, figures.skip_reasons(summary), "figures")
+    md, _ = render_text(typed(summary), figures.skip_reasons(typed(summary)), "figures")
     train = stated.stated_train(md)
     assert train["batch_size"] == {"sgd": [32.0, 64.0], "adam": 16.0} and train["label_noise"] == [0.0, 0.2]
     assert stated.stated_hyperparameters(md)["weight_decay"] == {"sgd": [0.0, 0.0005], "adam": 0.0}
@@ -408,7 +409,7 @@ def test_a_successful_render_replaces_all_three(built, tmp_path, monkeypatch):
 ])
 def test_templates_render_every_variant(tiny_summary, change):
     summary = change(tiny_summary)
-    md, tex = render_text(summary, figures.skip_reasons(summary), "figures")
+    md, tex = render_text(typed(summary), figures.skip_reasons(typed(summary)), "figures")
     assert tex.rstrip().endswith("\\end{document}") and "## 11 Limitations" in md
     for word in FORBIDDEN:
         assert word not in md and word not in tex

@@ -10,7 +10,7 @@ import copy
 import json
 
 from minima import verdicts
-from minima.schema import validate_summary
+from minima.schema import Summary, parse_summary, validate_summary
 
 HOSTILE = "a_b%c&d#e$f{g}h~i^j\\k"
 TANH_NOTE = "Dinh's rescaling needs positively homogeneous activations (ReLU); the seed variant uses tanh"
@@ -18,6 +18,11 @@ TANH_NOTE = "Dinh's rescaling needs positively homogeneous activations (ReLU); t
 
 def _valid(summary: dict) -> dict:
     return validate_summary(summary, where="test variant")
+
+
+def typed(summary: dict) -> Summary:
+    """A summary dict as the report reads it: minima.schema's model."""
+    return parse_summary(summary, where="test summary")
 
 
 def _copy(summary: dict) -> dict:
@@ -55,9 +60,10 @@ def with_dinh_not_applicable(summary: dict) -> dict:
     """The tanh variant: no rescaling experiment, and its claim not testable."""
     s = _copy(summary)
     s["dinh"] = []
-    s["dinh_info"] = {"applicable": False, "run": None, "optimizer": None, "seed": None, "layers": None,
-                      "note": TANH_NOTE, "reference_test_accuracy": None, "factors": {}, "moved": [],
-                      "stable": [], "nonpositive": []}
+    s["dinh_info"] = {**s["dinh_info"], "applicable": False, "run": None, "optimizer": None, "seed": None,
+                      "layers": None, "note": TANH_NOTE, "reference_test_accuracy": None, "converged": False,
+                      "scale_min": None, "scale_max": None, "factors": {}, "moved": [], "stable": [], "nonpositive": [],
+                      "accuracy_min": None, "accuracy_max": None, "max_logit_change": None}
     for claim in s["claims"]:
         if claim["id"] == "dinh_rescaling":
             claim.update(value=None, ci95=None, verdict="not_testable", reason=TANH_NOTE, condition=None)
