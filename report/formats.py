@@ -1,11 +1,12 @@
 """Escaping and number formatting for the LaTeX and Markdown outputs.
 
-Every value a template prints must pass through exactly one filter defined here: `tex` (or
-`md`, escaping with report.escape) for strings, a number filter for numbers. The filters return `Tex`/`Md` strings, marked
-safe; the Jinja environment (report.render) refuses to print anything else, and `tex`
-refuses a value that is already escaped. So a string from the summary, the config or a path
-is escaped exactly once, and a hostile profile name like `a_b%c&d#e$f{g}h~i^j\\k` cannot
-break the LaTeX build.
+Every value a template prints must pass through exactly one filter defined here: `text` or
+`code` (escaping with report.escape) for strings, a number filter for numbers. Both outputs
+register the same filter names (TEX_FILTERS, MD_FILTERS), so one template serves both. The
+filters return `Tex`/`Md` strings, marked safe; the Jinja environment (report.render) refuses
+to print anything else, and `text` refuses a value that is already escaped. So a string from
+the summary, the config or a path is escaped exactly once, and a hostile profile name like
+`a_b%c&d#e$f{g}h~i^j\\k` cannot break the LaTeX build.
 
 Numbers: `sci` prints three significant digits, switching to a x 10^k form outside
 [0.01, 10^4); `pm` prints mean +- std with both at the mean's exponent; `pct` prints
@@ -18,11 +19,12 @@ for generated sentences, which the templates then escape once.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 import jinja2
 
-from report.escape import Md, Tex, code_md, escape_md, escape_tex  # noqa: F401  (re-exported)
+from report.escape import Md, Tex, code_md, escape_md, escape_tex, prose_md, prose_tex  # noqa: F401  (re-exported)
 
 
 def _missing(x: Any) -> bool:
@@ -100,6 +102,29 @@ def _string(value: Any, kind: str) -> str:
 
 def tex(value: str, breakable: bool = False) -> Tex:
     return Tex(escape_tex(_string(value, "tex"), breakable=breakable))
+
+
+def tex_code(value: str, breakable: bool = False) -> Tex:
+    return Tex(r"\texttt{" + escape_tex(_string(value, "code"), breakable=breakable) + "}")
+
+
+# Labels, colour names and column specs: the templates' own identifiers, printed as they are.
+_IDENTIFIER = re.compile(r"^[\w:.{}\\]+$")
+
+
+def _identifier(value: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise TypeError(f"not an identifier: {value!r}")
+    return value
+
+
+def tex_ident(value: str) -> Tex:
+    return Tex(_identifier(value))
+
+
+def tex_quantity(head: Any) -> Tex:
+    """A quantity's label (report.tables.Head) in LaTeX."""
+    return head.tex
 
 
 def tex_sci(x: float | None, sig: int = 3) -> Tex:
@@ -195,6 +220,24 @@ _MD_NA = Md("–")
 def md(value: str, code: bool = False) -> Md:
     text = _string(value, "md")
     return Md(code_md(text) if code else escape_md(text))
+
+
+def md_text(value: str, breakable: bool = False) -> Md:
+    """Markdown lets a browser break lines anywhere: `breakable` matters to LaTeX only."""
+    return md(value)
+
+
+def md_code(value: str, breakable: bool = False) -> Md:
+    return md(value, code=True)
+
+
+def md_anchor(label: str) -> Md:
+    """An HTML anchor id for a label: tab:claims -> tab-claims."""
+    return Md(_identifier(label).replace(":", "-"))
+
+
+def md_quantity(head: Any) -> Md:
+    return head.md
 
 
 def md_sci(x: float | None, sig: int = 3) -> Md:
@@ -353,7 +396,10 @@ def value_text(value: Any) -> str:
 
 
 TEX_FILTERS: dict[str, Callable[..., Tex]] = {
-    "tex": tex,
+    "text": tex,
+    "code": tex_code,
+    "ident": tex_ident,
+    "quantity": tex_quantity,
     "sci": tex_sci,
     "pm": tex_pm,
     "pmpct": tex_pm_pct,
@@ -367,7 +413,10 @@ TEX_FILTERS: dict[str, Callable[..., Tex]] = {
     "yesno": tex_yesno,
 }
 MD_FILTERS: dict[str, Callable[..., Md]] = {
-    "md": md,
+    "text": md_text,
+    "code": md_code,
+    "anchor": md_anchor,
+    "quantity": md_quantity,
     "sci": md_sci,
     "pm": md_pm,
     "pmpct": md_pm_pct,

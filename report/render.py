@@ -2,38 +2,39 @@
 
 The summary (read as minima.schema's models) holds every number and judgment; the
 report only formats it: report.tables arranges facts into rows, report.prose words them,
-report.figures draws them. The templates only place. Two Jinja environments, one per output:
+report.figures draws them. The templates only place, and the report is written once:
+templates/report.j2 holds every sentence, caption and table, and is rendered twice, with the
+LaTeX and with the Markdown macro library of templates/markup/ (report.markup says how its
+static prose is converted and how Markdown numbers things).
 
-- LaTeX: delimiters `((* *))` (blocks), `((( )))` (values) and `((= =))` (comments), which
-  cannot clash with TeX's braces and percent signs;
-- Markdown: Jinja's usual delimiters.
-
-Both are strict: an undefined name is an error (StrictUndefined), and `_finalize` refuses to
-print any value that did not pass through exactly one filter of report.formats (strings
-through `tex`/`md`, numbers through `pct`, `sci`, `pm`, ...). That is how every string from
-the summary, the config or a path gets escaped exactly once.
+Both environments are strict: an undefined name is an error (StrictUndefined), and `_finalize`
+refuses to print any value that did not pass through exactly one filter of report.formats
+(strings through `text`/`code`, numbers through `pct`, `sci`, `pm`, ...). That is how every
+string from the summary, the config or a path gets escaped exactly once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 import jinja2
 
 from minima import paths
 from minima.io import MinimaError, write_together
-from report import figures as figs
 from minima.schema import Summary, read_summary
+from report import figures as figs
 from report import formats, latex, prose, style, tables
+from report.escape import prose_md, prose_tex
 from report.figures.rcparams import TEXTWIDTH
+from report.markup import BODY, Numbering, StaticProse
 
-TEX_TEMPLATE = "report.tex.j2"
-MD_TEMPLATE = "report.md.j2"
+MARKUP = {"latex": "markup/latex.j2", "markdown": "markup/markdown.j2"}
 FIGURE_DIR_IN_TEX = "figures"  # report.tex finds its figures here, beside it
 
 
@@ -42,12 +43,12 @@ def _finalize(value: Any) -> Any:
         return value
     raise TypeError(
         f"template printed an unfiltered {type(value).__name__} ({str(value)[:60]!r}): "
-        "pass strings through tex/md and numbers through a number filter"
+        "pass strings through text/code and numbers through a number filter"
     )
 
 
-def _environment(**delimiters: str) -> jinja2.Environment:
-    return jinja2.Environment(
+def _environment(static_prose: Callable[[str], str], filters: Mapping[str, Callable[..., Any]]) -> jinja2.Environment:
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.TEMPLATES_DIR)),
         undefined=jinja2.StrictUndefined,
         autoescape=True,  # with _finalize: only Tex/Md values (which carry __html__) print
@@ -55,27 +56,19 @@ def _environment(**delimiters: str) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        **delimiters,
+        extensions=[StaticProse],
     )
+    env.static_prose = static_prose  # type: ignore[attr-defined]
+    env.filters.update(filters)
+    return env
 
 
 def tex_environment() -> jinja2.Environment:
-    env = _environment(
-        block_start_string="((*",
-        block_end_string="*))",
-        variable_start_string="(((",
-        variable_end_string=")))",
-        comment_start_string="((=",
-        comment_end_string="=))",
-    )
-    env.filters.update(formats.TEX_FILTERS)
-    return env
+    return _environment(prose_tex, formats.TEX_FILTERS)
 
 
 def md_environment() -> jinja2.Environment:
-    env = _environment()
-    env.filters.update(formats.MD_FILTERS)
-    return env
+    return _environment(prose_md, formats.MD_FILTERS)
 
 
 # ---- context -------------------------------------------------------------------------------
@@ -98,6 +91,7 @@ def build_context(summary: Summary, skipped: Mapping[str, str | None], figures_r
     interpolation = summary.interpolation
     return {
         "textwidth": TEXTWIDTH,
+        "alpha": summary.statistics.alpha,
         "verdict_colours": [(name, hex_colour.lstrip("#")) for _, name, hex_colour in style.VERDICTS.values()],
         "baselines": [tables.head(summary, m) for m in summary.measures_of("baseline")],
         "profile": summary.profile,
@@ -180,9 +174,14 @@ class Rendered:
 def render_text(summary: Summary, skipped: Mapping[str, str | None], figures_rel: str) -> tuple[str, str]:
     """(markdown, latex) source for a summary; pure."""
     context = build_context(summary, skipped, figures_rel)
-    markdown = md_environment().get_template(MD_TEMPLATE).render(context)
-    tex = tex_environment().get_template(TEX_TEMPLATE).render(context)
-    return markdown, tex
+    tex = tex_environment().get_template(BODY).render(context, markup_template=MARKUP["latex"])
+    body = md_environment().get_template(BODY)
+    # Twice, as LaTeX runs twice: the first render numbers every section, table and figure, the
+    # second writes references to those further down with their numbers.
+    first = Numbering()
+    body.render(context, markup_template=MARKUP["markdown"], numbers=first)
+    markdown = body.render(context, markup_template=MARKUP["markdown"], numbers=Numbering(first.defined))
+    return re.sub(r"\n{3,}", "\n\n", markdown), tex  # a blank line is all Markdown needs between blocks
 
 
 def _figures_rel(figures_dir: Path, out_dir: Path) -> str:

@@ -114,49 +114,43 @@ def order_optimizers(names: Iterable[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Label:
-    """One quantity's name in each output: LaTeX source, Markdown text, matplotlib mathtext."""
+    """One quantity's names: `text` for tables, the same in both outputs (plain Unicode, which the
+    writers convert); `mpl` for matplotlib's mathtext; `words` for generated sentences."""
 
-    tex: str
-    md: str
+    text: str
     mpl: str
-    words: str  # for generated sentences (plain Unicode)
+    words: str
 
 
-def _label(tex: str, md: str, mpl: str | None = None, words: str | None = None) -> Label:
-    return Label(tex, md, mpl if mpl is not None else tex, words if words is not None else md)
+def _label(text: str, mpl: str | None = None, words: str | None = None) -> Label:
+    return Label(text, mpl if mpl is not None else text, words if words is not None else text)
 
 
+# Table labels are short (the per-run tables hold a dozen of them side by side).
 QUANTITY_LABELS = {
-    "top_eigenvalue": _label(r"$\lambda_{\max}$", "λ_max", words="λ_max"),
-    "trace": _label(r"$\operatorname{tr} H$", "tr H", r"$\mathrm{tr}\,H$"),
-    "balanced_top_eigenvalue": _label(
-        r"balanced $\lambda_{\max}$", "balanced λ_max", words="the balanced λ_max"
-    ),
-    "min_eigenvalue": _label(r"$\lambda_{\min}$", "λ_min"),
-    "gradient_norm": _label(r"$\|\nabla L\|$", "‖∇L‖", words="the gradient norm"),
-    "epsilon_sharpness": _label(r"$\varepsilon$-sharpness", "ε-sharpness", r"$\epsilon$-sharpness"),
-    "adaptive_worst": _label("adaptive worst", "adaptive worst", "adaptive worst-case",
-                             "adaptive worst-case sharpness"),
-    "adaptive_average": _label("adaptive avg.", "adaptive avg.", "adaptive average",
-                               "adaptive average-case sharpness"),
-    "pacbayes_flatness": _label(r"PAC-B.\ $1/\sigma^2$", "PAC-Bayes 1/σ²", r"PAC-Bayes $1/\sigma^2$",
-                                "PAC-Bayes flatness 1/σ²"),
-    "pacbayes_mag_flatness": _label(r"PAC-B.\ mag.", "PAC-Bayes mag.", r"PAC-Bayes mag. $1/\sigma'^2$",
+    "top_eigenvalue": _label("λ_max", r"$\lambda_{\max}$"),
+    "trace": _label("tr H", r"$\mathrm{tr}\,H$"),
+    "balanced_top_eigenvalue": _label("balanced λ_max", r"balanced $\lambda_{\max}$", "the balanced λ_max"),
+    "min_eigenvalue": _label("λ_min", r"$\lambda_{\min}$"),
+    "gradient_norm": _label("‖∇L‖", r"$\|\nabla L\|$", "the gradient norm"),
+    "epsilon_sharpness": _label("ε-sharpness", r"$\epsilon$-sharpness"),
+    "adaptive_worst": _label("adaptive worst", "adaptive worst-case", "adaptive worst-case sharpness"),
+    "adaptive_average": _label("adaptive avg.", "adaptive average", "adaptive average-case sharpness"),
+    "pacbayes_flatness": _label("PAC-B. 1/σ²", r"PAC-Bayes $1/\sigma^2$", "PAC-Bayes flatness 1/σ²"),
+    "pacbayes_mag_flatness": _label("PAC-B. mag.", r"PAC-Bayes mag. $1/\sigma'^2$",
                                     "magnitude-aware PAC-Bayes flatness 1/σ′²"),
-    "weight_norm": _label(r"$\|w\|_2$", "‖w‖₂", words="the weight norm ‖w‖₂"),
-    "distance_from_init": _label(r"$\|w - w_0\|_2$", "‖w − w₀‖₂", words="the distance from initialization ‖w − w₀‖₂"),
-    "log_lr_over_batch": _label(r"$\log(\eta/B)$", "log(η/B)", words="log(η/B)"),
-    "epochs_to_fit": _label("epochs to fit", "epochs to fit"),
-    "generalization_gap": _label("generalization gap", "generalization gap", "gap (pp)",
-                                 "the generalization gap"),
-    "test_error": _label("test error", "test error", "test error (%)", "the test error"),
-    "test_accuracy": _label("test accuracy", "test accuracy", "test accuracy (%)"),
-    "train_loss": _label("train loss", "train loss", "training loss", "the final training loss"),
-    "val_accuracy": _label("validation accuracy", "validation accuracy", "validation accuracy (%)"),
-    "stability_ratio": _label(r"$\lambda_{\max}\eta/2(1+\beta)$", "λ_max η/2(1+β)", r"$\lambda_{\max}\eta/2(1+\beta)$",
-                              "λ_max η / (2(1 + β))"),
-    "balance_log_ratio": _label(r"$\log_{10}(\text{balanced}/\lambda_{\max})$", "log₁₀(balanced λ_max / λ_max)",
-                                r"$\log_{10}(\mathrm{balanced}/\lambda_{\max})$", "log₁₀ of balanced λ_max over λ_max"),
+    "weight_norm": _label("‖w‖₂", r"$\|w\|_2$", "the weight norm ‖w‖₂"),
+    "distance_from_init": _label("‖w − w₀‖₂", r"$\|w - w_0\|_2$", "the distance from initialization ‖w − w₀‖₂"),
+    "log_lr_over_batch": _label("log(η/B)", r"$\log(\eta/B)$"),
+    "epochs_to_fit": _label("epochs to fit"),
+    "generalization_gap": _label("generalization gap", "gap (pp)", "the generalization gap"),
+    "test_error": _label("test error", "test error (%)", "the test error"),
+    "test_accuracy": _label("test accuracy", "test accuracy (%)"),
+    "train_loss": _label("train loss", "training loss", "the final training loss"),
+    "val_accuracy": _label("validation accuracy", "validation accuracy (%)"),
+    "stability_ratio": _label("λ_max η/2(1 + β)", r"$\lambda_{\max}\eta/2(1+\beta)$", "λ_max η / (2(1 + β))"),
+    "balance_log_ratio": _label("log₁₀(balanced/λ_max)", r"$\log_{10}(\mathrm{balanced}/\lambda_{\max})$",
+                                "log₁₀ of balanced λ_max over λ_max"),
 }
 
 # adaptive m-sharpness variants: adaptive_linf_m128_rho0.002, adaptive_l2_m128_rho2
@@ -172,11 +166,10 @@ def quantity_label(name: str) -> Label | None:
     if match is None:
         return None
     norm, m, rho = match.groups()
-    tex_norm, text_norm = _NORMS[norm]
+    mpl_norm, text_norm = _NORMS[norm]
     return Label(
-        tex=rf"${tex_norm}$ $\rho{{=}}{rho}$",
-        md=f"{text_norm} ρ={rho}",
-        mpl=rf"adaptive ${tex_norm}$, $\rho$={rho}",
+        text=f"{text_norm} ρ={rho}",
+        mpl=rf"adaptive ${mpl_norm}$, $\rho$={rho}",
         words=f"adaptive {text_norm} m-sharpness (m = {m}, ρ = {rho})",
     )
 

@@ -28,9 +28,11 @@ class Head:
 
 
 def head(summary: Summary, name: str) -> Head:
+    """A known quantity's label is the report's own text (converted like its prose); any other
+    name comes from the summary and is escaped as a value."""
     label = style.quantity_label(name)
     if label is not None:
-        return Head(name, formats.Tex(label.tex), formats.Md(formats.escape_md(label.md)), label.words)
+        return Head(name, formats.Tex(formats.prose_tex(label.text)), formats.Md(formats.prose_md(label.text)), label.words)
     return Head(name, formats.tex(name), formats.md(name), summary.measures.get(name, name))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TEXTWIDTH = 6.3  # inches: the report's \textwidth (report.tex.j2 reads it from here)
+TEXTWIDTH = 6.3  # inches: the report's \textwidth (templates/markup/latex.j2 reads it from here)
 PNG_DPI = 150
 
 

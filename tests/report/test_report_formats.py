@@ -80,16 +80,31 @@ def test_pct_int_ci():
 
 def test_templates_refuse_unfiltered_values():
     tex = tex_environment()
-    assert tex.from_string("((( x|tex )))").render(x=HOSTILE) == formats.escape_tex(HOSTILE)
-    for source, value in (("((( x )))", "a_b"), ("((( x )))", 1.5), ("((( x|tex|tex )))", "a")):
+    assert tex.from_string("{{ x|text }}").render(x=HOSTILE) == formats.escape_tex(HOSTILE)
+    for source, value in (("{{ x }}", "a_b"), ("{{ x }}", 1.5), ("{{ x|text|text }}", "a")):
         with pytest.raises(TypeError):
             tex.from_string(source).render(x=value)
     with pytest.raises(jinja2.UndefinedError):
-        tex.from_string("((( y|tex )))").render()
+        tex.from_string("{{ y|text }}").render()
     md = md_environment()
-    assert md.from_string("{{ x|md }} {{ n|pct }}").render(x="a_b", n=0.5) == r"a\_b 50.00 %"
+    assert md.from_string("{{ x|text }} {{ n|pct }}").render(x="a_b", n=0.5) == r"a\_b 50.00 %"
     with pytest.raises(TypeError):
         md.from_string("{{ x }}").render(x="plain")
+
+
+def test_both_outputs_have_the_same_filters():
+    assert set(formats.TEX_FILTERS) - {"ident"} == set(formats.MD_FILTERS) - {"anchor"}
+
+
+def test_static_prose_marks():
+    assert formats.prose_tex("*converged* runs, `runs/<hash>/`, $τ_b$ and 95 % of $2/2^k$") == (
+        r"\emph{converged} runs, \texttt{runs/\textless{}hash\textgreater{}/}, \ensuremath{\tau _{b}} and "
+        r"95\,\% of \ensuremath{2/2^{k}}")
+    assert formats.prose_md("*converged* runs, `runs/<hash>/`, $τ_b$ and 95 %") == (
+        r"*converged* runs, `runs/<hash>/`, τ\_b and 95 %")
+    assert formats.prose_tex("line one's\nline-two") == "line one's\nline-two"  # prose hyphens, apostrophes, lines
+    with pytest.raises(ValueError, match="unpaired"):
+        formats.prose_tex("a *dangling mark")
 
 
 def test_value_text():
