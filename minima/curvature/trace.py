@@ -76,21 +76,37 @@ def _probe_samples(
     basis: torch.Tensor | None,
     block: int,
     target_stderr: float | None,
+    target_rel_stderr: float | None,
+    offset: float,
     min_probes: int,
     progress: bool,
 ) -> tuple[list[float], str]:
-    """z^T H z for Rademacher z (projected off `basis` when given), in blocks of `block` probes."""
+    """z^T H z for Rademacher z (projected off `basis` when given), in blocks of `block` probes
+    (the first block, when a target can stop the run, of `min_probes`: no target is checked
+    before that many). `offset` is what the probes' mean is added to (the basis trace), so a
+    relative target is relative to the whole estimate."""
     samples: list[float] = []
     n = op.shape[0]
+    targeted = target_stderr is not None or target_rel_stderr is not None
     with tqdm(total=n_probes, desc="trace probes", disable=not progress, leave=False) as bar:
         while len(samples) < n_probes:
-            z = rademacher(n, min(block, n_probes - len(samples)), generator, dtype, device)
+            size = max(block, min_probes - len(samples)) if targeted else block
+            z = rademacher(n, min(size, n_probes - len(samples)), generator, dtype, device)
             if basis is not None:
                 z = z - basis @ (basis.T @ z)
             samples.extend((z * (op @ z)).sum(dim=0).tolist())
             bar.update(z.shape[1])
-            if target_stderr is not None and len(samples) >= min_probes and _stderr(samples) <= target_stderr:
-                return samples, f"stderr {_stderr(samples):.3g} <= target {target_stderr:.3g} after {len(samples)} probes"
+            if len(samples) < min_probes or not targeted:
+                continue
+            stderr = _stderr(samples)
+            if target_stderr is not None and stderr <= target_stderr:
+                return samples, f"stderr {stderr:.3g} <= target {target_stderr:.3g} after {len(samples)} probes"
+            estimate = abs(offset + sum(samples) / len(samples))
+            if target_rel_stderr is not None and stderr <= target_rel_stderr * estimate:
+                return samples, (f"relative stderr {stderr / estimate:.3g} <= target {target_rel_stderr:.3g} "
+                                 f"after {len(samples)} probes")
+    if targeted:
+        return samples, f"all {len(samples)} probes done; target stderr not reached"
     return samples, f"{len(samples)} probes done"
 
 
@@ -119,20 +135,29 @@ def hutchinson(
     device: Any = None,
     block: int = 16,
     target_stderr: float | None = None,
+    target_rel_stderr: float | None = None,
     min_probes: int = 10,
     progress: bool = False,
 ) -> TraceResult:
-    """Hutchinson with n_probes Rademacher probes (fewer if target_stderr is reached).
+    """Hutchinson with n_probes Rademacher probes, fewer if a target is reached: the standard
+    error at most `target_stderr`, or at most `target_rel_stderr` times |estimate|, checked once
+    at least `min_probes` probes are in (a standard error from very few probes is itself too
+    uncertain to stop on).
 
     With an orthonormal `basis` Q: tr(H) = basis_trace + Hutchinson on (I - QQ^T) H (I - QQ^T);
     basis_trace must equal tr(Q^T H Q), and basis_matvec (the products spent on Q and its trace)
     is added to n_matvec so costs compare honestly.
     """
     _check(n_probes, block)
+    if min_probes < 2:
+        raise ValueError(f"min_probes: must be >= 2 for a standard error, got {min_probes}")
+    if target_rel_stderr is not None and not target_rel_stderr > 0:
+        raise ValueError(f"target_rel_stderr: must be > 0, got {target_rel_stderr}")
     dtype, device = _resolve(op, dtype, device)
     q = None if basis is None else basis.to(device=device, dtype=dtype)
     samples, reason = _probe_samples(op, n_probes, generator=generator, dtype=dtype, device=device, basis=q,
-                                     block=block, target_stderr=target_stderr, min_probes=min_probes, progress=progress)
+                                     block=block, target_stderr=target_stderr, target_rel_stderr=target_rel_stderr,
+                                     offset=basis_trace, min_probes=min(min_probes, n_probes), progress=progress)
     mean = basis_trace + float(torch.tensor(samples, dtype=torch.float64).mean())
     name = method or ("hutchinson" if q is None else "deflated hutchinson")
     if q is not None:

@@ -89,3 +89,28 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="n_matvec"):
         hutch_plus_plus(torch.eye(3), 3, generator=_gen())
     assert math.isfinite(hutchinson(torch.eye(3, dtype=torch.float64), 2, generator=_gen()).stderr)
+
+
+def test_relative_target_stops_once_the_error_is_that_fraction_of_the_trace(symmetric):
+    # a trace of 200 whose Hutchinson samples scatter by a few percent: 2 % is reached early
+    h = symmetric(torch.cat([torch.tensor([60.0, 50.0]), torch.linspace(0.2, 1.8, 98)]), 6)
+    r = hutchinson(h, 400, generator=_gen(), target_rel_stderr=0.05, min_probes=8, block=1)
+    assert 8 <= r.n_probes < 400 and r.stderr <= 0.05 * abs(r.mean)
+    assert r.reason.startswith("relative stderr") and r.n_matvec == r.n_probes
+    strict = hutchinson(h, 9, generator=_gen(), target_rel_stderr=1e-9, min_probes=4, block=1)
+    assert strict.n_probes == 9 and "not reached" in strict.reason
+    # below min_probes no target stops the run, even one met at the first probe
+    early = hutchinson(h, 50, generator=_gen(), target_rel_stderr=0.9, min_probes=6, block=1)
+    assert early.n_probes == 6
+    with pytest.raises(ValueError, match="min_probes"):
+        hutchinson(h, 10, generator=_gen(), min_probes=1)
+
+
+def test_relative_target_counts_the_basis_trace(symmetric):
+    # deflated: the probes see only the small remainder, the target is relative to the whole trace
+    spectrum = torch.cat([torch.tensor([500.0, 400.0]), torch.linspace(-0.5, 1.0, 98)])
+    h = symmetric(spectrum, 7)
+    run = lanczos(h, 2, tol=1e-8, generator=_gen(1), bottom=False)
+    r = hutchinson(h, 100, generator=_gen(2), basis=run.basis, basis_trace=float(run.alphas.sum()),
+                   target_rel_stderr=0.01, min_probes=5, block=1)
+    assert r.n_probes == 5 and abs(r.mean - float(spectrum.sum())) <= 4 * r.stderr
