@@ -27,7 +27,7 @@ from minima.objective import Params
 from minima.sharpness.adaptive import AdaptiveAverage, AdaptiveWorst, adaptive_average_of, adaptive_worst_of
 from minima.sharpness.common import SharpnessSettings, prepare, value
 from minima.sharpness.epsilon import EpsilonSharpness, epsilon_sharpness_of
-from minima.sharpness.msharpness import MSharpness, m_sharpness_of, model_batch_losses
+from minima.sharpness.msharpness import MSharpness, batch_bases, m_sharpness_of, model_batch_losses
 from minima.sharpness.pacbayes import PacBayesFlatness, pacbayes_flatness_of
 
 MEASURES = (
@@ -113,6 +113,21 @@ def measure_all(
         criterion = problem.accuracy
     else:
         criterion = lambda p: value(problem.loss, p)  # noqa: E731
+    # what several measures start from is computed once: L(w) (epsilon, adaptive worst and
+    # average), the criterion at w (both PAC-Bayes variants), and L_b(w) with its gradient per
+    # m-sharpness batch (every zero-start ascent, whatever its norm and radius)
+    shared: dict[str, Any] = {}
+
+    def base() -> float:
+        if "loss" not in shared:
+            shared["loss"] = value(problem.loss, problem.params)
+        return shared["loss"]
+
+    def baseline() -> float:
+        if "criterion" not in shared:
+            shared["criterion"] = criterion(problem.params)
+        return shared["criterion"]
+
     pacbayes = dict(
         criterion_name=s.pacbayes_criterion,
         target=s.pacbayes_target,
@@ -120,35 +135,44 @@ def measure_all(
         iters=s.pacbayes_iters,
         sigma_max=s.pacbayes_sigma_max,
         tolerance=s.pacbayes_tolerance,
+        search=s.pacbayes_search,
     )
     runs = {
         "epsilon_sharpness": lambda g: epsilon_sharpness_of(
-            problem.loss, problem.params, epsilon=s.epsilon, steps=s.epsilon_steps, generator=g
+            problem.loss, problem.params, epsilon=s.epsilon, steps=s.epsilon_steps, generator=g, base=base()
         ),
         "adaptive_worst": lambda g: adaptive_worst_of(
-            problem.loss, problem.params, rho=s.adaptive_rho, steps=s.adaptive_steps, xi=s.adaptive_xi, generator=g
+            problem.loss, problem.params, rho=s.adaptive_rho, steps=s.adaptive_steps, xi=s.adaptive_xi, generator=g,
+            base=base(),
         ),
         "adaptive_average": lambda g: adaptive_average_of(
-            problem.loss, problem.params, rho=s.average_rho, samples=s.average_samples, xi=s.adaptive_xi, generator=g
+            problem.loss, problem.params, rho=s.average_rho, samples=s.average_samples, xi=s.adaptive_xi, generator=g,
+            base=base(),
         ),
         "pacbayes_flatness": lambda g: pacbayes_flatness_of(
-            criterion, problem.params, magnitude_eps=None, generator=g, **pacbayes
+            criterion, problem.params, magnitude_eps=None, generator=g, baseline=baseline(), **pacbayes
         ),
         "pacbayes_mag_flatness": lambda g: pacbayes_flatness_of(
-            criterion, problem.params, magnitude_eps=s.pacbayes_mag_eps, generator=g, **pacbayes
+            criterion, problem.params, magnitude_eps=s.pacbayes_mag_eps, generator=g, baseline=baseline(), **pacbayes
         ),
     }
     m = min(s.msharp_m, len(problem.y))
     n_points = min(s.msharp_points, len(problem.y)) // m * m
     batches = model_batch_losses(problem.model, problem.params, problem.x, problem.y, m=m,
                                  normalize_logits=s.msharp_normalize_logits, n_points=n_points)
+
+    def bases() -> list:
+        if "bases" not in shared:
+            shared["bases"] = batch_bases(batches, problem.params)
+        return shared["bases"]
+
     for name, (norm, rho) in msharpness_names(s).items():
         runs[name] = lambda g, norm=norm, rho=rho: m_sharpness_of(
-            batches, problem.params, norm=norm, rho=rho, steps=s.msharp_steps, generator=g
+            batches, problem.params, norm=norm, rho=rho, steps=s.msharp_steps, generator=g, bases=bases()
         )
     results, seconds = {}, {}
     for name in measure_names(settings):
-        start = time.perf_counter()
+        start = time.perf_counter()  # a shared base is charged to the first measure that needs it
         results[name] = runs[name](measure_generator(settings, name))
         seconds[name] = time.perf_counter() - start
     return SharpnessResult(results, n_samples=len(problem.y), seconds=seconds, settings=settings)
