@@ -35,9 +35,10 @@ the per-stage costs before and after).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Iterator, Literal, Mapping
 
 from pydantic import Field
 
@@ -97,7 +98,8 @@ class CurvatureResult:
     n_params: int
     n_hvp: int  # Hessian-vector products, all estimators together
     products: Mapping[str, int] = field(default_factory=dict)  # the same, per estimate
-    seconds: Mapping[str, float] = field(default_factory=dict)
+    seconds: Mapping[str, float] = field(default_factory=dict)  # wall clock per stage, and "total"
+    cpu_seconds: Mapping[str, float] = field(default_factory=dict)  # the process's CPU time: core-seconds
     dtype: str = "float32"
     device: str = "cpu"
 
@@ -163,6 +165,7 @@ class CurvatureResult:
             "n_hvp": self.n_hvp,
             "products": dict(self.products),
             "seconds": {k: _float(v) for k, v in self.seconds.items()},
+            "cpu_seconds": {k: _float(v) for k, v in self.cpu_seconds.items()},
             "settings": asdict(self.settings),
             "dtype": self.dtype,
             "device": self.device,
@@ -244,6 +247,30 @@ def _warm_start(run: LanczosRun, factors: torch.Tensor) -> torch.Tensor:
     return v / factors.to(device=v.device, dtype=v.dtype)
 
 
+class _Stages:
+    """Wall-clock and CPU seconds per named stage, and their totals since construction. CPU time
+    is what a stage costs in core-seconds; on a shared machine the wall clock also counts the
+    time other processes held the cores."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._start = (time.perf_counter(), time.process_time())
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = time.perf_counter() - wall
+            self.cpu[name] = time.process_time() - cpu
+
+    def close(self) -> None:
+        self.wall["total"] = time.perf_counter() - self._start[0]
+        self.cpu["total"] = time.process_time() - self._start[1]
+
+
 def _float(value: float) -> float | None:
     """A plain Python float for JSON (None where the value is not finite)."""
     return finite_or_none(float(value))
@@ -284,41 +311,35 @@ def measure(
 
     `rescaling`: flat factors d of a function-preserving rescaling w' = d * w; then lambda_max of
     the rescaled network is also measured (to `settings.balanced_tol`), on the same operator."""
-    start = time.perf_counter()
-    seconds: dict[str, float] = {}
+    stages = _Stages()
     local, params, x, y = _on_device(model, x, y, device=device, dtype=dtype)
 
     op = HessianOperator(local, x, y, params, chunk_size=settings.chunk_size)
-    clock = time.perf_counter()
-    gradient = _gradient(op, local, x, y, params, settings)
-    seconds["gradient"] = time.perf_counter() - clock  # with the operator's one-time primal pass
+    with stages("gradient"):  # with the operator's one-time primal pass, which yields it
+        gradient = _gradient(op, local, x, y, params, settings)
 
-    clock = time.perf_counter()
-    run = _eigen(op, settings, settings.top_k, bottom=True, progress=progress,
-                 min_steps=settings.density_steps if with_density else 0)
-    seconds["eigen"] = time.perf_counter() - clock
+    with stages("eigen"):
+        run = _eigen(op, settings, settings.top_k, bottom=True, progress=progress,
+                     min_steps=settings.density_steps if with_density else 0)
     eigen_hvp = op.n_matvec
 
-    clock = time.perf_counter()
-    trace = _deflated_trace(op, settings, run, progress=progress)
-    seconds["trace"] = time.perf_counter() - clock
+    with stages("trace"):
+        trace = _deflated_trace(op, settings, run, progress=progress)
 
-    clock = time.perf_counter()
     density = None
-    if with_density:
-        density = spectral_density(op, n_probes=settings.density_probes, n_steps=settings.density_steps,
-                                   points=settings.density_points, sigma=settings.density_sigma,
-                                   generator=_generator(settings.seed, 2), probes=[(run.alphas, run.betas)],
-                                   progress=progress)
-    seconds["density"] = time.perf_counter() - clock
+    with stages("density"):
+        if with_density:
+            density = spectral_density(op, n_probes=settings.density_probes, n_steps=settings.density_steps,
+                                       points=settings.density_points, sigma=settings.density_sigma,
+                                       generator=_generator(settings.seed, 2), probes=[(run.alphas, run.betas)],
+                                       progress=progress)
 
-    clock = time.perf_counter()
     rescaled = None
-    if rescaling is not None:
-        rescaled = _eigen(RescaledOperator(op, rescaling), settings, 1, bottom=False, tol=settings.balanced_tol,
-                          start=_warm_start(run, rescaling)).top
-    seconds["rescaled"] = time.perf_counter() - clock
-    seconds["total"] = time.perf_counter() - start
+    with stages("rescaled"):
+        if rescaling is not None:
+            rescaled = _eigen(RescaledOperator(op, rescaling), settings, 1, bottom=False, tol=settings.balanced_tol,
+                              start=_warm_start(run, rescaling)).top
+    stages.close()
     return CurvatureResult(
         settings=settings,
         top=run.top,
@@ -332,7 +353,8 @@ def measure(
         n_hvp=op.n_matvec,
         products={"eigen": eigen_hvp, "trace": trace.n_matvec, "density": 0 if density is None else density.n_matvec,
                   "rescaled": 0 if rescaled is None else rescaled.n_matvec},
-        seconds=seconds,
+        seconds=stages.wall,
+        cpu_seconds=stages.cpu,
         dtype=str(dtype).removeprefix("torch."),
         device=str(torch.device(device)),
     )

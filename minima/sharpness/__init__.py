@@ -17,7 +17,7 @@ caller chose it once, and records which images it was).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -80,8 +80,9 @@ def measure_generator(settings: SharpnessSettings, measure: str) -> torch.Genera
 class SharpnessResult:
     measures: dict[str, Any]  # name -> the measure's result dataclass (has .value)
     n_samples: int  # images the measures were computed on
-    seconds: dict[str, float]
+    seconds: dict[str, float]  # wall clock per measure
     settings: SharpnessSettings
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # the process's CPU time per measure: core-seconds
 
     def values(self) -> dict[str, float]:
         return {name: float(result.value) for name, result in self.measures.items()}
@@ -91,6 +92,7 @@ class SharpnessResult:
         details.update(
             n_samples=self.n_samples,
             seconds=dict(self.seconds),
+            cpu_seconds=dict(self.cpu_seconds),
             settings=asdict(self.settings),
         )
         return {**self.values(), "details": details}
@@ -105,8 +107,13 @@ def measure_all(
     *,
     device: str | torch.device,
     dtype: torch.dtype,
+    share: bool = True,
 ) -> SharpnessResult:
-    """All five measures on (x, y), each with its own generator stream."""
+    """All the measures on (x, y), each with its own generator stream.
+
+    share=False has every measure compute its own starting point (L(w), the criterion at w, each
+    batch's L_b(w) and gradient), as before they were shared: the same numbers, more passes
+    (what `make bench` compares)."""
     problem = prepare(model, params, x, y, device=device, dtype=dtype)
     s = settings
     if s.pacbayes_criterion == "accuracy":
@@ -118,15 +125,15 @@ def measure_all(
     # m-sharpness batch (every zero-start ascent, whatever its norm and radius)
     shared: dict[str, Any] = {}
 
-    def base() -> float:
-        if "loss" not in shared:
+    def base() -> float | None:
+        if share and "loss" not in shared:
             shared["loss"] = value(problem.loss, problem.params)
-        return shared["loss"]
+        return shared.get("loss")
 
-    def baseline() -> float:
-        if "criterion" not in shared:
+    def baseline() -> float | None:
+        if share and "criterion" not in shared:
             shared["criterion"] = criterion(problem.params)
-        return shared["criterion"]
+        return shared.get("criterion")
 
     pacbayes = dict(
         criterion_name=s.pacbayes_criterion,
@@ -161,21 +168,22 @@ def measure_all(
     batches = model_batch_losses(problem.model, problem.params, problem.x, problem.y, m=m,
                                  normalize_logits=s.msharp_normalize_logits, n_points=n_points)
 
-    def bases() -> list:
-        if "bases" not in shared:
+    def bases() -> list | None:
+        if share and "bases" not in shared:
             shared["bases"] = batch_bases(batches, problem.params)
-        return shared["bases"]
+        return shared.get("bases")
 
     for name, (norm, rho) in msharpness_names(s).items():
         runs[name] = lambda g, norm=norm, rho=rho: m_sharpness_of(
             batches, problem.params, norm=norm, rho=rho, steps=s.msharp_steps, generator=g, bases=bases()
         )
-    results, seconds = {}, {}
+    results, seconds, cpu_seconds = {}, {}, {}
     for name in measure_names(settings):
-        start = time.perf_counter()  # a shared base is charged to the first measure that needs it
+        # a shared base is charged to the first measure that needs it
+        start, cpu = time.perf_counter(), time.process_time()
         results[name] = runs[name](measure_generator(settings, name))
-        seconds[name] = time.perf_counter() - start
-    return SharpnessResult(results, n_samples=len(problem.y), seconds=seconds, settings=settings)
+        seconds[name], cpu_seconds[name] = time.perf_counter() - start, time.process_time() - cpu
+    return SharpnessResult(results, n_samples=len(problem.y), seconds=seconds, settings=settings, cpu_seconds=cpu_seconds)
 
 
 __all__ = [
