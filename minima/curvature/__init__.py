@@ -19,8 +19,9 @@ Benchmarks against PyHessian 0.1 and curvlinops 3.0.1 live in `minima.bench`.
   bounds of exactly those reported pairs (lanczos.py);
 - the trace is Hutchinson deflated by that run's Krylov basis (the Krylov variant of Hutch++,
   see trace.py): the basis is already paid for, and every probe works on the part of H outside
-  the dominant eigenspace. Probes stop once the standard error is `trace_rel_stderr` of the
-  estimate (at least `trace_min_probes`, at most `trace_probes`);
+  the dominant eigenspace. Probes stop once a bound on the standard error that the same
+  products give (trace.py) is `trace_rel_stderr` of the estimate (at least `trace_min_probes`,
+  at most `trace_probes`);
 - the same run, whose start is a uniformly random unit vector, is the density's first
   stochastic Lanczos quadrature probe (taken to at least `density_steps` steps when a density
   is wanted; density.py), so only the other probes cost products;
@@ -66,7 +67,7 @@ class CurvatureSettings:
     tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # Lanczos: stop when every wanted |beta_m s_m| / |theta| <= tol
     max_iter: PositiveInt = 100  # Lanczos steps at most
     trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace, at most
-    # stop the probes once stderr <= trace_rel_stderr * |trace| (0: always trace_probes probes)
+    # stop the probes once the stderr bound <= trace_rel_stderr * |trace| (0: always trace_probes probes)
     trace_rel_stderr: Annotated[float, Field(ge=0, lt=1)] = 0.0
     trace_min_probes: Annotated[int, Field(ge=2)] = 8  # probes before trace_rel_stderr is checked
     density_probes: PositiveInt = 5  # SLQ Gaussian probes
@@ -133,6 +134,7 @@ class CurvatureResult:
             "trace": {
                 "mean": _float(self.trace.mean),
                 "stderr": _float(self.trace.stderr),
+                "stderr_bound": None if self.trace.stderr_bound is None else _float(self.trace.stderr_bound),
                 "n_probes": self.trace.n_probes,
                 "method": self.trace.method,
                 "n_matvec": self.trace.n_matvec,
