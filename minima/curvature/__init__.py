@@ -16,7 +16,15 @@ Benchmarks against PyHessian 0.1 and curvlinops 3.0.1 live in `minima.bench`.
 
 - the gradient and the loss are outputs of the operator's one-time primal pass (hvp.py);
 - one Lanczos run gives the top-k and the most negative eigenpairs; it stops on the residual
-  bounds of exactly those reported pairs (lanczos.py);
+  bounds of exactly those reported pairs (lanczos.py), after at least `min_steps` steps. Why a
+  floor: a residual bound says some eigenvalue is near the Ritz value, not that it is the
+  smallest. At a minimum H has a large near-zero bulk, and for the first dozen steps the
+  smallest Ritz value can sit on it, converged to tolerance, before the Krylov space has found
+  the negative eigenvalues: 4 of the 48 runs of 5235d0d's quick study stopped at 12 or 14 steps
+  with lambda_min between -0.0005 and -0.0000, where at least 20 steps give -0.031 to -0.13, and
+  checking after every step stopped a fifth at 13 (-0.0002 against -0.10). The negative end was
+  resolved by step 16 to 20 in the runs traced step by step, so `quick` sets min_steps = 20; 44
+  of the 48 runs took at least 20 steps anyway;
 - the trace is Hutchinson deflated by that run's Krylov basis (the Krylov variant of Hutch++,
   see trace.py): the basis is already paid for, and every probe works on the part of H outside
   the dominant eigenspace. Probes stop once a bound on the standard error that the same
@@ -66,6 +74,8 @@ class CurvatureSettings:
     top_k: PositiveInt = 5  # top eigenpairs
     tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # Lanczos: stop when every wanted |beta_m s_m| / |theta| <= tol
     max_iter: PositiveInt = 100  # Lanczos steps at most
+    # Lanczos steps at least (for the most negative eigenvalue; see the module docstring)
+    min_steps: NonNegativeInt = 0
     trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace, at most
     # stop the probes once the stderr bound <= trace_rel_stderr * |trace| (0: always trace_probes probes)
     trace_rel_stderr: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -82,6 +92,8 @@ class CurvatureSettings:
     def __post_init__(self) -> None:
         if self.max_iter < self.top_k:
             raise ValueError(f"max_iter: must be >= top_k ({self.top_k}), got {self.max_iter}")
+        if self.min_steps > self.max_iter:
+            raise ValueError(f"min_steps: must be <= max_iter ({self.max_iter}), got {self.min_steps}")
         if self.trace_min_probes > self.trace_probes:
             raise ValueError(f"trace_min_probes: must be <= trace_probes ({self.trace_probes}), got {self.trace_min_probes}")
 
@@ -322,7 +334,7 @@ def measure(
 
     with stages("eigen"):
         run = _eigen(op, settings, settings.top_k, bottom=True, progress=progress,
-                     min_steps=settings.density_steps if with_density else 0)
+                     min_steps=max(settings.min_steps, settings.density_steps if with_density else 0))
     eigen_hvp = op.n_matvec
 
     with stages("trace"):

@@ -64,6 +64,7 @@ def test_same_seed_same_numbers(cnn, measured):
     ("density_probes", 0), ("density_steps", 1), ("density_points", 3), ("density_sigma", -0.1),
     ("chunk_size", 0), ("seed", -1), ("top_k", 2.5), ("trace_probes", True), ("tol", float("nan")),
     ("trace_rel_stderr", -0.1), ("trace_rel_stderr", 1.0), ("trace_min_probes", 1), ("trace_min_probes", 200),
+    ("min_steps", -1), ("min_steps", 101),
 ])
 def test_settings_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}"):
@@ -116,3 +117,11 @@ def test_gradient_comes_with_the_operator_and_is_the_full_gradient(cnn, measured
     plain = gradient_norm(cnn.model, cnn.x, cnn.y)
     assert r.gradient.norm == pytest.approx(plain.norm, rel=1e-10)
     assert r.gradient.loss == pytest.approx(plain.loss, rel=1e-12)
+
+
+def test_min_steps_is_a_floor_on_the_eigenvalue_run(cnn):
+    settings = dataclasses.replace(SMALL, tol=1e-2, min_steps=30)
+    r = measure(cnn.model, cnn.x, cnn.y, settings, device="cpu", dtype=torch.float64, with_density=False)
+    assert r.top.n_steps == 30 and r.top.converged
+    exact = torch.linalg.eigvalsh(cnn.hessian)
+    assert r.min_eigenvalue == pytest.approx(float(exact[0]), rel=1e-2)
