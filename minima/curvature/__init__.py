@@ -79,7 +79,7 @@ class CurvatureSettings:
     trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace, at most
     # stop the probes once the stderr bound <= trace_rel_stderr * |trace| (0: always trace_probes probes)
     trace_rel_stderr: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    trace_min_probes: Annotated[int, Field(ge=2)] = 8  # probes before trace_rel_stderr is checked
+    trace_min_probes: Annotated[int, Field(ge=2)] = 8  # probes before trace_rel_stderr is checked (capped at trace_probes)
     density_probes: PositiveInt = 5  # SLQ Gaussian probes
     density_steps: Annotated[int, Field(ge=2)] = 60  # Lanczos steps per SLQ probe
     density_points: Annotated[int, Field(ge=10)] = 500  # grid points of the density
@@ -94,8 +94,6 @@ class CurvatureSettings:
             raise ValueError(f"max_iter: must be >= top_k ({self.top_k}), got {self.max_iter}")
         if self.min_steps > self.max_iter:
             raise ValueError(f"min_steps: must be <= max_iter ({self.max_iter}), got {self.min_steps}")
-        if self.trace_min_probes > self.trace_probes:
-            raise ValueError(f"trace_min_probes: must be <= trace_probes ({self.trace_probes}), got {self.trace_min_probes}")
 
 
 @dataclass(frozen=True)

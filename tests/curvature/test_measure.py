@@ -63,7 +63,7 @@ def test_same_seed_same_numbers(cnn, measured):
     ("n_samples", -1), ("top_k", 0), ("tol", 0.0), ("tol", 1.5), ("max_iter", 2), ("trace_probes", 1),
     ("density_probes", 0), ("density_steps", 1), ("density_points", 3), ("density_sigma", -0.1),
     ("chunk_size", 0), ("seed", -1), ("top_k", 2.5), ("trace_probes", True), ("tol", float("nan")),
-    ("trace_rel_stderr", -0.1), ("trace_rel_stderr", 1.0), ("trace_min_probes", 1), ("trace_min_probes", 200),
+    ("trace_rel_stderr", -0.1), ("trace_rel_stderr", 1.0), ("trace_min_probes", 1),
     ("min_steps", -1), ("min_steps", 101),
 ])
 def test_settings_validation_names_the_field(field, value):
@@ -125,3 +125,10 @@ def test_min_steps_is_a_floor_on_the_eigenvalue_run(cnn):
     assert r.top.n_steps == 30 and r.top.converged
     exact = torch.linalg.eigvalsh(cnn.hessian)
     assert r.min_eigenvalue == pytest.approx(float(exact[0]), rel=1e-2)
+
+
+def test_few_trace_probes_cap_the_minimum(cnn):
+    """Profiles with fewer trace_probes than trace_min_probes stay valid: the minimum is capped."""
+    settings = dataclasses.replace(SMALL, trace_probes=3, trace_rel_stderr=0.5)
+    r = measure(cnn.model, cnn.x, cnn.y, settings, device="cpu", dtype=torch.float64, with_density=False)
+    assert r.trace.n_probes == 3
