@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "bench":
             stage.add_argument("--out", type=Path, default=None, help="directory for bench.json and bench.md (default: ROOT/build)")
             stage.add_argument("--samples", type=int, default=0, help="training images for curvature timing (default: 60000 on GPU, 5000 on CPU)")
+            stage.add_argument("--section", action="append", choices=("measurement", "curvature", "training"), default=None,
+                               help="which part (repeatable; default: all): measurement = one run's curvature and sharpness "
+                                    "stages, stage by stage; curvature = the engine against PyHessian and curvlinops; "
+                                    "training = training throughput and CPU layouts")
     return top
 
 
@@ -152,7 +156,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.stage == "bench":
         from minima import bench
 
-        bench.main(ctx, out=args.out or ctx.layout.build, samples=args.samples)
+        bench.main(ctx, out=args.out or ctx.layout.build, samples=args.samples, sections=args.section)
         return
     runs = [ctx.profile.run(h) for h in args.run] if args.run else list(ctx.profile.runs)
     if args.stage == "train":

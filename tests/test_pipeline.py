@@ -419,7 +419,7 @@ def test_a_capped_run_enters_no_claim_the_dinh_check_included(capped):
     assert summary["design"]["n_converged"] == 0 and summary["design"]["n_capped"] == 18
     assert summary["dinh"] == [] and summary["dinh_info"]["converged"] is False
     (claim,) = [c for c in summary["claims"] if c["claim"].startswith("A function-preserving rescaling")]
-    assert claim["verdict"] == "not_testable" and claim["note"].startswith("none of the 16 sgd runs converged")
+    assert claim["verdict"] == "not_testable" and claim["reason"].startswith("none of the 16 sgd runs converged")
     assert {c["verdict"] for c in summary["claims"]} == {"not_testable"}  # capped runs are left out of every claim
     assert "none of the 16 sgd runs converged" in (capped / "build" / "report.md").read_text()
 

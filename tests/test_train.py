@@ -146,8 +146,8 @@ def test_metrics_contract_and_skip(tmp_path):
             "test_accuracy", "gradient_norm", "lr", "wall_time"}
     assert all(keys <= set(h) for h in metrics["history"])
     assert all(h["lr"] == 0.002 and h["gradient_norm"] > 0 for h in metrics["history"])
-    assert set(metrics["final"]) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "weight_norm",
-                                     "distance_from_init", "layer_norms"}
+    assert set(metrics["final"]) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_loss",
+                                     "val_accuracy", "weight_norm", "distance_from_init", "layer_norms"}
     assert metrics["converged"] is False and "max_epochs = 2" in metrics["stop_reason"]
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     assert first.skipped is False and first.epochs_completed == 2

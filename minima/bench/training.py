@@ -108,7 +108,7 @@ def _time_stacked(x, y, device, dtype, variant_name, batch_size, n_batches, n_mo
     model = frozen_copy(build_model(variant_name, seed=0, dtype=dtype, device=device))
     params = optimizers.concat([run.params for run in runs])
     state = optimizers.concat_states([run.state for run in runs])
-    data = TrainData(x, y, x[:1], y[:1])
+    data = TrainData(x, y, x[:1], y[:1], x[:0], y[:0])
     bar = tqdm(disable=True)
     run_epoch(config, model, params, state, runs, data, settings, bar, limit=2)  # warm-up
     _sync(device)

@@ -12,17 +12,42 @@ passed in, already subsetted by the caller), model in eval mode, all trainable p
 
 Benchmarks against PyHessian 0.1 and curvlinops 3.0.1 live in `minima.bench`.
 
-`measure` runs them in that order on one operator. The trace is Hutchinson deflated by the
-Krylov basis of the eigenvalue run (the Krylov variant of Hutch++, see trace.py): that basis
-is already paid for, so every trace probe works on the part of H outside the dominant
-eigenspace, which cut the standard error several-fold on LeNet-5 at no extra products.
+`measure` runs them on one operator, and every product serves as many estimates as it can:
+
+- the gradient and the loss are outputs of the operator's one-time primal pass (hvp.py);
+- one Lanczos run gives the top-k and the most negative eigenpairs; it stops on the residual
+  bounds of exactly those reported pairs (lanczos.py), after at least `min_steps` steps. Why a
+  floor: a residual bound says some eigenvalue is near the Ritz value, not that it is the
+  smallest. At a minimum H has a large near-zero bulk, and for the first dozen steps the
+  smallest Ritz value can sit on it, converged to tolerance, before the Krylov space has found
+  the negative eigenvalues: 4 of the 48 runs of 5235d0d's quick study stopped at 12 or 14 steps
+  with lambda_min between -0.0005 and -0.0000, where at least 20 steps give -0.031 to -0.13, and
+  checking after every step stopped a fifth at 13 (-0.0002 against -0.10). The negative end was
+  resolved by step 16 to 20 in the runs traced step by step, so `quick` sets min_steps = 20; 44
+  of the 48 runs took at least 20 steps anyway;
+- the trace is Hutchinson deflated by that run's Krylov basis (the Krylov variant of Hutch++,
+  see trace.py): the basis is already paid for, and every probe works on the part of H outside
+  the dominant eigenspace. Probes stop once a bound on the standard error that the same
+  products give (trace.py) is `trace_rel_stderr` of the estimate (at least `trace_min_probes`,
+  at most `trace_probes`);
+- the same run, whose start is a uniformly random unit vector, is the density's first
+  stochastic Lanczos quadrature probe (taken to at least `density_steps` steps when a density
+  is wanted; density.py), so only the other probes cost products;
+- lambda_max after a function-preserving rescaling D (the operator D^-1 H D^-1) starts its
+  Lanczos run from D^-1 v_1, v_1 the top eigenvector of H: on 8 of the quick profile's networks
+  it took 2 to 6 steps where a random start took 4 to 8 (and one random start stopped, at
+  tolerance, on the second eigenvalue); D v_1 and D (v_1 + v_2 + v_3) were in between.
+
+`CurvatureResult.products` says how many products each estimate took (README, Performance, has
+the per-stage costs before and after).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Iterator, Literal, Mapping
 
 from pydantic import Field
 
@@ -49,7 +74,12 @@ class CurvatureSettings:
     top_k: PositiveInt = 5  # top eigenpairs
     tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # Lanczos: stop when every wanted |beta_m s_m| / |theta| <= tol
     max_iter: PositiveInt = 100  # Lanczos steps at most
-    trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace
+    # Lanczos steps at least (for the most negative eigenvalue; see the module docstring)
+    min_steps: NonNegativeInt = 0
+    trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace, at most
+    # stop the probes once the stderr bound <= trace_rel_stderr * |trace| (0: always trace_probes probes)
+    trace_rel_stderr: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    trace_min_probes: Annotated[int, Field(ge=2)] = 8  # probes before trace_rel_stderr is checked (capped at trace_probes)
     density_probes: PositiveInt = 5  # SLQ Gaussian probes
     density_steps: Annotated[int, Field(ge=2)] = 60  # Lanczos steps per SLQ probe
     density_points: Annotated[int, Field(ge=10)] = 500  # grid points of the density
@@ -62,6 +92,8 @@ class CurvatureSettings:
     def __post_init__(self) -> None:
         if self.max_iter < self.top_k:
             raise ValueError(f"max_iter: must be >= top_k ({self.top_k}), got {self.max_iter}")
+        if self.min_steps > self.max_iter:
+            raise ValueError(f"min_steps: must be <= max_iter ({self.max_iter}), got {self.min_steps}")
 
 
 @dataclass(frozen=True)
@@ -76,7 +108,9 @@ class CurvatureResult:
     n_samples: int
     n_params: int
     n_hvp: int  # Hessian-vector products, all estimators together
-    seconds: Mapping[str, float] = field(default_factory=dict)
+    products: Mapping[str, int] = field(default_factory=dict)  # the same, per estimate
+    seconds: Mapping[str, float] = field(default_factory=dict)  # wall clock per stage, and "total"
+    cpu_seconds: Mapping[str, float] = field(default_factory=dict)  # the process's CPU time: core-seconds
     dtype: str = "float32"
     device: str = "cpu"
 
@@ -110,6 +144,7 @@ class CurvatureResult:
             "trace": {
                 "mean": _float(self.trace.mean),
                 "stderr": _float(self.trace.stderr),
+                "stderr_bound": None if self.trace.stderr_bound is None else _float(self.trace.stderr_bound),
                 "n_probes": self.trace.n_probes,
                 "method": self.trace.method,
                 "n_matvec": self.trace.n_matvec,
@@ -140,7 +175,9 @@ class CurvatureResult:
                 },
             },
             "n_hvp": self.n_hvp,
+            "products": dict(self.products),
             "seconds": {k: _float(v) for k, v in self.seconds.items()},
+            "cpu_seconds": {k: _float(v) for k, v in self.cpu_seconds.items()},
             "settings": asdict(self.settings),
             "dtype": self.dtype,
             "device": self.device,
@@ -179,10 +216,10 @@ def _on_device(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: st
     return local, params, x.to(device=device, dtype=dtype), y.to(device=device)
 
 
-def _eigen(op: HessianOperator, settings: CurvatureSettings, k: int, *, bottom: bool, progress: bool = False,
-           tol: float | None = None) -> LanczosRun:
+def _eigen(op: Any, settings: CurvatureSettings, k: int, *, bottom: bool, progress: bool = False,
+           tol: float | None = None, min_steps: int = 0, start: torch.Tensor | None = None) -> LanczosRun:
     return lanczos(op, k, tol=settings.tol if tol is None else tol, max_iter=settings.max_iter, bottom=bottom,
-                   generator=_generator(settings.seed, 0), progress=progress)
+                   generator=_generator(settings.seed, 0), min_steps=min_steps, start=start, progress=progress)
 
 
 class RescaledOperator:
@@ -205,8 +242,45 @@ class RescaledOperator:
 
 
 def _deflated_trace(op: HessianOperator, settings: CurvatureSettings, run: LanczosRun, *, progress: bool = False) -> TraceResult:
+    target = settings.trace_rel_stderr or None
+    # the linearized operator multiplies one column at a time anyway: probes one by one lose
+    # nothing and stop exactly at the target; vmapped (GPU) blocks are cheaper per column
+    block = 1 if op.linearized else 8
     return hutchinson(op, settings.trace_probes, generator=_generator(settings.seed, 1), basis=run.basis,
-                      basis_trace=float(run.alphas.sum()), method="hutchinson deflated by the Lanczos basis", progress=progress)
+                      basis_trace=float(run.alphas.sum()), method="hutchinson deflated by the Lanczos basis",
+                      target_rel_stderr=target, min_probes=settings.trace_min_probes, block=block, progress=progress)
+
+
+def _warm_start(run: LanczosRun, factors: torch.Tensor) -> torch.Tensor:
+    """D^-1 v_1: where the top eigenvector of D^-1 H D^-1 is sought first (the best start
+    measured; see the module docstring). Lanczos from it still sees every direction it has a
+    component in, so a wrong guess costs steps, not the answer's tolerance."""
+    v = run.top.vectors[:, 0]
+    return v / factors.to(device=v.device, dtype=v.dtype)
+
+
+class _Stages:
+    """Wall-clock and CPU seconds per named stage, and their totals since construction. CPU time
+    is what a stage costs in core-seconds; on a shared machine the wall clock also counts the
+    time other processes held the cores."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._start = (time.perf_counter(), time.process_time())
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[name] = time.perf_counter() - wall
+            self.cpu[name] = time.process_time() - cpu
+
+    def close(self) -> None:
+        self.wall["total"] = time.perf_counter() - self._start[0]
+        self.cpu["total"] = time.process_time() - self._start[1]
 
 
 def _float(value: float) -> float | None:
@@ -222,6 +296,15 @@ def _generator(seed: int, stream: int) -> torch.Generator:
     # one stream per estimator: changing one estimator's budget leaves the others' draws alone,
     # and the trace probes stay independent of the Lanczos start vector they are deflated by
     return torch.Generator().manual_seed(seed * 1009 + stream)
+
+
+def _gradient(op: HessianOperator, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: dict[str, torch.Tensor],
+              settings: CurvatureSettings) -> GradientResult:
+    """The end point's gradient: free from the linearized operator's primal pass, else its own pass."""
+    if not op.linearized:
+        return gradient_norm(model, x, y, params, chunk_size=settings.chunk_size)
+    g, loss = op.gradient()
+    return GradientResult(norm=float(torch.linalg.vector_norm(g)), loss=loss, n_samples=len(y))
 
 
 def measure(
@@ -240,37 +323,35 @@ def measure(
 
     `rescaling`: flat factors d of a function-preserving rescaling w' = d * w; then lambda_max of
     the rescaled network is also measured (to `settings.balanced_tol`), on the same operator."""
-    start = time.perf_counter()
-    seconds: dict[str, float] = {}
+    stages = _Stages()
     local, params, x, y = _on_device(model, x, y, device=device, dtype=dtype)
 
-    clock = time.perf_counter()
-    gradient = gradient_norm(local, x, y, params, chunk_size=settings.chunk_size)
-    seconds["gradient"] = time.perf_counter() - clock
-
     op = HessianOperator(local, x, y, params, chunk_size=settings.chunk_size)
-    clock = time.perf_counter()
-    run = _eigen(op, settings, settings.top_k, bottom=True, progress=progress)
-    seconds["eigen"] = time.perf_counter() - clock
+    with stages("gradient"):  # with the operator's one-time primal pass, which yields it
+        gradient = _gradient(op, local, x, y, params, settings)
 
-    clock = time.perf_counter()
-    trace = _deflated_trace(op, settings, run, progress=progress)
-    seconds["trace"] = time.perf_counter() - clock
+    with stages("eigen"):
+        run = _eigen(op, settings, settings.top_k, bottom=True, progress=progress,
+                     min_steps=max(settings.min_steps, settings.density_steps if with_density else 0))
+    eigen_hvp = op.n_matvec
 
-    clock = time.perf_counter()
+    with stages("trace"):
+        trace = _deflated_trace(op, settings, run, progress=progress)
+
     density = None
-    if with_density:
-        density = spectral_density(op, n_probes=settings.density_probes, n_steps=settings.density_steps,
-                                   points=settings.density_points, sigma=settings.density_sigma,
-                                   generator=_generator(settings.seed, 2), progress=progress)
-    seconds["density"] = time.perf_counter() - clock
+    with stages("density"):
+        if with_density:
+            density = spectral_density(op, n_probes=settings.density_probes, n_steps=settings.density_steps,
+                                       points=settings.density_points, sigma=settings.density_sigma,
+                                       generator=_generator(settings.seed, 2), probes=[(run.alphas, run.betas)],
+                                       progress=progress)
 
-    clock = time.perf_counter()
     rescaled = None
-    if rescaling is not None:
-        rescaled = _eigen(RescaledOperator(op, rescaling), settings, 1, bottom=False, tol=settings.balanced_tol).top
-    seconds["rescaled"] = time.perf_counter() - clock
-    seconds["total"] = time.perf_counter() - start
+    with stages("rescaled"):
+        if rescaling is not None:
+            rescaled = _eigen(RescaledOperator(op, rescaling), settings, 1, bottom=False, tol=settings.balanced_tol,
+                              start=_warm_start(run, rescaling)).top
+    stages.close()
     return CurvatureResult(
         settings=settings,
         top=run.top,
@@ -282,7 +363,10 @@ def measure(
         n_samples=len(y),
         n_params=num_params(params),
         n_hvp=op.n_matvec,
-        seconds=seconds,
+        products={"eigen": eigen_hvp, "trace": trace.n_matvec, "density": 0 if density is None else density.n_matvec,
+                  "rescaled": 0 if rescaled is None else rescaled.n_matvec},
+        seconds=stages.wall,
+        cpu_seconds=stages.cpu,
         dtype=str(dtype).removeprefix("torch."),
         device=str(torch.device(device)),
     )

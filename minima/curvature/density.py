@@ -21,12 +21,19 @@ spacings wide at 500 points.
 The probes run in lockstep, so each step is one block product op @ [P, n_v]. Each probe's
 basis is fully reorthogonalized; a probe whose beta vanishes stops there (its quadrature is
 then exact, Lanczos having found an invariant subspace).
+
+Any Lanczos run from a uniformly random unit vector is such a probe, whatever it was run for:
+the eigenvalue run of `minima.curvature.measure` starts from a normalized Gaussian and
+reorthogonalizes fully, so its first n_steps coefficients (the leading n_steps x n_steps block
+of its T_m is exactly the T of an n_steps-step run) are one probe, independent of the others'
+draws. `spectral_density(..., probes=[(alphas, betas)])` takes such runs in and makes only the
+remaining ones: on LeNet-5 at 1,024 images that halved the density's products (24 of 48).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
@@ -117,11 +124,18 @@ def spectral_density(
     generator: torch.Generator,
     dtype: torch.dtype | None = None,
     device: Any = None,
+    probes: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
     progress: bool = False,
 ) -> DensityResult:
-    """SLQ density of op from n_probes Gaussian probes of n_steps Lanczos steps each."""
+    """SLQ density of op from n_probes Gaussian probes of n_steps Lanczos steps each.
+
+    probes: (alphas, betas) of Lanczos runs already made from uniformly random unit vectors
+    independent of `generator` (see the module docstring); each is one of the n_probes, cut to
+    n_steps steps (and at its first vanishing beta), and only the rest are run here."""
     if n_probes < 1 or n_steps < 1:
         raise ValueError("n_probes, n_steps: must be >= 1")
+    if len(probes) > n_probes:
+        raise ValueError(f"probes: at most n_probes ({n_probes}) given runs, got {len(probes)}")
     if points < 2:
         raise ValueError(f"points: must be >= 2, got {points}")
     if sigma < 0:
@@ -129,15 +143,28 @@ def spectral_density(
     dtype = dtype or getattr(op, "dtype", torch.float64)
     device = device if device is not None else getattr(op, "device", "cpu")
     n = op.shape[0]
-    starts = torch.randn(n, n_probes, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
+    given = [_leading(alphas, betas, n_steps) for alphas, betas in probes]
     start_matvec = getattr(op, "n_matvec", None)
+    runs = list(given)
+    if n_probes > len(given):
+        starts = torch.randn(n, n_probes - len(given), generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
+        runs += _lockstep_lanczos(op, starts, n_steps, progress)
     nodes, weights = [], []
-    for alphas, betas in _lockstep_lanczos(op, starts, n_steps, progress):
+    for alphas, betas in runs:
         theta, s = torch.linalg.eigh(tridiagonal(alphas, betas))
         nodes.append(theta)
         weights.append(s[0, :] ** 2 / n_probes)
     nodes_t, weights_t = torch.cat(nodes), torch.cat(weights)
     width = sigma if sigma > 0 else auto_sigma(nodes_t)
     grid, density = broaden(nodes_t, weights_t, width, points)
-    n_matvec = op.n_matvec - start_matvec if start_matvec is not None else sum(len(t) for t in nodes)
+    n_matvec = op.n_matvec - start_matvec if start_matvec is not None else sum(len(t) for t in nodes[len(given):])
     return DensityResult(grid, density, nodes_t, weights_t, width, n_probes, min(n_steps, n), n_matvec)
+
+
+def _leading(alphas: torch.Tensor, betas: torch.Tensor, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The T of the first n_steps steps of a run, stopped at its first vanishing beta (where a
+    restarted run continues in a new Krylov space, which the probe's quadrature never sees)."""
+    alphas, betas = alphas.double(), betas.double()
+    zero = (betas == 0).nonzero()
+    length = min(n_steps, len(alphas), int(zero[0]) + 1 if len(zero) else len(alphas))
+    return alphas[:length], betas[: length - 1]

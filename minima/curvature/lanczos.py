@@ -153,28 +153,44 @@ def lanczos(
     generator: torch.Generator,
     dtype: torch.dtype | None = None,
     device: Any = None,
-    check_every: int = 2,
+    check_every: int = 1,
+    min_steps: int = 0,
+    start: torch.Tensor | None = None,
     progress: bool = False,
 ) -> LanczosRun:
     """Run Lanczos until the top-k Ritz pairs reach `tol` relative to themselves, and the smallest
     one (if `bottom`) relative to the largest |Ritz value|.
 
     k = 0 with bottom=True targets the smallest eigenvalue alone. The convergence test runs
-    every `check_every` steps (an m x m tridiagonal eigenproblem, cheap next to a product).
-    Stops after max_iter steps (capped at the dimension n) with converged=False if not.
+    every `check_every` steps (an m x m tridiagonal eigenproblem, microseconds next to a
+    product, so by default after every step: a product saved at half the stops). Stops after
+    max_iter steps (capped at the dimension n) with converged=False if not.
+
+    min_steps: take at least that many steps (capped like max_iter) even when converged earlier,
+    so the run can serve as a stochastic Lanczos quadrature probe of that many steps (its start
+    is a uniformly random unit vector: exactly an SLQ probe; see density.py).
+    start: the first Lanczos vector (normalized here) instead of a random one, e.g. a good guess
+    of the top eigenvector (the generator still draws restart vectors after a breakdown). A start
+    close to the wanted eigenvector needs fewer steps; one orthogonal to it would miss it.
     """
     n = op.shape[0]
     if not 0 <= k <= n or (k == 0 and not bottom):
         raise ValueError(f"k: must be in 1..{n} (or 0 with bottom=True), got {k}")
     if tol <= 0:
         raise ValueError(f"tol: must be > 0, got {tol}")
-    if max_iter < 1 or check_every < 1:
-        raise ValueError("max_iter, check_every: must be >= 1")
+    if max_iter < 1 or check_every < 1 or min_steps < 0:
+        raise ValueError("max_iter, check_every: must be >= 1; min_steps: must be >= 0")
     dtype = dtype or getattr(op, "dtype", torch.float64)
     device = device if device is not None else getattr(op, "device", "cpu")
-    steps = min(max(max_iter, k), n)
+    steps = min(max(max_iter, k, min_steps), n)
     basis = torch.zeros(n, steps, dtype=dtype, device=device)
-    basis[:, 0] = _random_unit(n, generator, dtype, device)
+    if start is None:
+        basis[:, 0] = _random_unit(n, generator, dtype, device)
+    else:
+        if start.shape != (n,) or not bool(torch.isfinite(start).all()) or float(start.norm()) == 0:
+            raise ValueError(f"start: must be a finite nonzero vector of shape [{n}]")
+        first = start.to(device=device, dtype=dtype)
+        basis[:, 0] = first / torch.linalg.vector_norm(first)
     alphas: list[float] = []
     betas: list[float] = []
     start_matvec = getattr(op, "n_matvec", None)
@@ -194,7 +210,7 @@ def lanczos(
             # once the basis spans the whole space the Ritz pairs are exact
             theta, s, residuals = _ritz(torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas, dtype=torch.float64),
                                        0.0 if m == n else beta, torch.finfo(dtype).eps)
-            if m >= k and _converged(m, k, bottom, theta, residuals, tol):
+            if m >= max(k, min_steps) and _converged(m, k, bottom, theta, residuals, tol):
                 break
         if m == steps:
             break

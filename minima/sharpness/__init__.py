@@ -17,7 +17,7 @@ caller chose it once, and records which images it was).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ from minima.objective import Params
 from minima.sharpness.adaptive import AdaptiveAverage, AdaptiveWorst, adaptive_average_of, adaptive_worst_of
 from minima.sharpness.common import SharpnessSettings, prepare, value
 from minima.sharpness.epsilon import EpsilonSharpness, epsilon_sharpness_of
-from minima.sharpness.msharpness import MSharpness, m_sharpness_of, model_batch_losses
+from minima.sharpness.msharpness import MSharpness, batch_bases, m_sharpness_of, model_batch_losses
 from minima.sharpness.pacbayes import PacBayesFlatness, pacbayes_flatness_of
 
 MEASURES = (
@@ -80,8 +80,9 @@ def measure_generator(settings: SharpnessSettings, measure: str) -> torch.Genera
 class SharpnessResult:
     measures: dict[str, Any]  # name -> the measure's result dataclass (has .value)
     n_samples: int  # images the measures were computed on
-    seconds: dict[str, float]
+    seconds: dict[str, float]  # wall clock per measure
     settings: SharpnessSettings
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # the process's CPU time per measure: core-seconds
 
     def values(self) -> dict[str, float]:
         return {name: float(result.value) for name, result in self.measures.items()}
@@ -91,6 +92,7 @@ class SharpnessResult:
         details.update(
             n_samples=self.n_samples,
             seconds=dict(self.seconds),
+            cpu_seconds=dict(self.cpu_seconds),
             settings=asdict(self.settings),
         )
         return {**self.values(), "details": details}
@@ -105,14 +107,34 @@ def measure_all(
     *,
     device: str | torch.device,
     dtype: torch.dtype,
+    share: bool = True,
 ) -> SharpnessResult:
-    """All five measures on (x, y), each with its own generator stream."""
+    """All the measures on (x, y), each with its own generator stream.
+
+    share=False has every measure compute its own starting point (L(w), the criterion at w, each
+    batch's L_b(w) and gradient), as before they were shared: the same numbers, more passes
+    (what `make bench` compares)."""
     problem = prepare(model, params, x, y, device=device, dtype=dtype)
     s = settings
     if s.pacbayes_criterion == "accuracy":
         criterion = problem.accuracy
     else:
         criterion = lambda p: value(problem.loss, p)  # noqa: E731
+    # what several measures start from is computed once: L(w) (epsilon, adaptive worst and
+    # average), the criterion at w (both PAC-Bayes variants), and L_b(w) with its gradient per
+    # m-sharpness batch (every zero-start ascent, whatever its norm and radius)
+    shared: dict[str, Any] = {}
+
+    def base() -> float | None:
+        if share and "loss" not in shared:
+            shared["loss"] = value(problem.loss, problem.params)
+        return shared.get("loss")
+
+    def baseline() -> float | None:
+        if share and "criterion" not in shared:
+            shared["criterion"] = criterion(problem.params)
+        return shared.get("criterion")
+
     pacbayes = dict(
         criterion_name=s.pacbayes_criterion,
         target=s.pacbayes_target,
@@ -120,38 +142,48 @@ def measure_all(
         iters=s.pacbayes_iters,
         sigma_max=s.pacbayes_sigma_max,
         tolerance=s.pacbayes_tolerance,
+        search=s.pacbayes_search,
     )
     runs = {
         "epsilon_sharpness": lambda g: epsilon_sharpness_of(
-            problem.loss, problem.params, epsilon=s.epsilon, steps=s.epsilon_steps, generator=g
+            problem.loss, problem.params, epsilon=s.epsilon, steps=s.epsilon_steps, generator=g, base=base()
         ),
         "adaptive_worst": lambda g: adaptive_worst_of(
-            problem.loss, problem.params, rho=s.adaptive_rho, steps=s.adaptive_steps, xi=s.adaptive_xi, generator=g
+            problem.loss, problem.params, rho=s.adaptive_rho, steps=s.adaptive_steps, xi=s.adaptive_xi, generator=g,
+            base=base(),
         ),
         "adaptive_average": lambda g: adaptive_average_of(
-            problem.loss, problem.params, rho=s.average_rho, samples=s.average_samples, xi=s.adaptive_xi, generator=g
+            problem.loss, problem.params, rho=s.average_rho, samples=s.average_samples, xi=s.adaptive_xi, generator=g,
+            base=base(),
         ),
         "pacbayes_flatness": lambda g: pacbayes_flatness_of(
-            criterion, problem.params, magnitude_eps=None, generator=g, **pacbayes
+            criterion, problem.params, magnitude_eps=None, generator=g, baseline=baseline(), **pacbayes
         ),
         "pacbayes_mag_flatness": lambda g: pacbayes_flatness_of(
-            criterion, problem.params, magnitude_eps=s.pacbayes_mag_eps, generator=g, **pacbayes
+            criterion, problem.params, magnitude_eps=s.pacbayes_mag_eps, generator=g, baseline=baseline(), **pacbayes
         ),
     }
     m = min(s.msharp_m, len(problem.y))
     n_points = min(s.msharp_points, len(problem.y)) // m * m
     batches = model_batch_losses(problem.model, problem.params, problem.x, problem.y, m=m,
                                  normalize_logits=s.msharp_normalize_logits, n_points=n_points)
+
+    def bases() -> list | None:
+        if share and "bases" not in shared:
+            shared["bases"] = batch_bases(batches, problem.params)
+        return shared.get("bases")
+
     for name, (norm, rho) in msharpness_names(s).items():
         runs[name] = lambda g, norm=norm, rho=rho: m_sharpness_of(
-            batches, problem.params, norm=norm, rho=rho, steps=s.msharp_steps, generator=g
+            batches, problem.params, norm=norm, rho=rho, steps=s.msharp_steps, generator=g, bases=bases()
         )
-    results, seconds = {}, {}
+    results, seconds, cpu_seconds = {}, {}, {}
     for name in measure_names(settings):
-        start = time.perf_counter()
+        # a shared base is charged to the first measure that needs it
+        start, cpu = time.perf_counter(), time.process_time()
         results[name] = runs[name](measure_generator(settings, name))
-        seconds[name] = time.perf_counter() - start
-    return SharpnessResult(results, n_samples=len(problem.y), seconds=seconds, settings=settings)
+        seconds[name], cpu_seconds[name] = time.perf_counter() - start, time.process_time() - cpu
+    return SharpnessResult(results, n_samples=len(problem.y), seconds=seconds, settings=settings, cpu_seconds=cpu_seconds)
 
 
 __all__ = [

@@ -77,14 +77,15 @@ def _normalized(g: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_worst_of(
-    loss: LossFn, params: Params, *, rho: float, steps: int, xi: float, generator: torch.Generator
+    loss: LossFn, params: Params, *, rho: float, steps: int, xi: float, generator: torch.Generator,
+    base: float | None = None,
 ) -> AdaptiveWorst:
-    """S_max for any differentiable loss(params) -> scalar."""
+    """S_max for any differentiable loss(params) -> scalar; base: L(w), when the caller has it."""
     w = flatten(params).detach()
     scale = w.abs() + xi
     direction = standard_normal(tuple(w.shape), generator, w)
     start = direction * (rho / direction.norm())
-    base = value(loss, params)
+    base = value(loss, params) if base is None else base
     ascent = projected_ascent(
         loss,
         params,
@@ -113,12 +114,13 @@ def adaptive_worst_of(
 
 
 def adaptive_average_of(
-    loss: LossFn, params: Params, *, rho: float, samples: int, xi: float, generator: torch.Generator
+    loss: LossFn, params: Params, *, rho: float, samples: int, xi: float, generator: torch.Generator,
+    base: float | None = None,
 ) -> AdaptiveAverage:
-    """S_avg for any loss(params) -> scalar (no gradient needed)."""
+    """S_avg for any loss(params) -> scalar (no gradient needed); base: L(w), when the caller has it."""
     w = flatten(params).detach()
     scale = rho * (w.abs() + xi)
-    base = value(loss, params)
+    base = value(loss, params) if base is None else base
     increases = []
     for _ in range(samples):
         noise = standard_normal(tuple(w.shape), generator, w)

@@ -55,6 +55,7 @@ class SharpnessSettings:
     pacbayes_tolerance: NonNegativeFloat = 0.01  # stop once |deviation - target| is below this
     pacbayes_mag_eps: NonNegativeFloat = 1e-3  # eps of the magnitude-aware noise (Jiang et al. 2020)
     pacbayes_criterion: Literal["accuracy", "loss"] = "accuracy"  # loss: mean cross-entropy increase
+    pacbayes_search: Literal["secant", "bisection"] = "secant"  # how sigma is sought (pacbayes.py)
     # Adaptive m-sharpness as Andriushchenko et al.'s code runs it (see msharpness.py): one
     # measure per radius and norm; n points of the training set in order, batches of m.
     msharp_rhos_linf: tuple[PositiveFloat, ...] = (0.002, 0.008)

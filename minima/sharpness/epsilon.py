@@ -45,13 +45,14 @@ class EpsilonSharpness:
 
 
 def epsilon_sharpness_of(
-    loss: LossFn, params: Params, *, epsilon: float, steps: int, generator: torch.Generator
+    loss: LossFn, params: Params, *, epsilon: float, steps: int, generator: torch.Generator, base: float | None = None
 ) -> EpsilonSharpness:
-    """phi_eps for any differentiable loss(params) -> scalar (a quadratic in the tests)."""
+    """phi_eps for any differentiable loss(params) -> scalar (a quadratic in the tests).
+    base: L(w), when the caller has it already."""
     w = flatten(params).detach()
     half_width = epsilon * (w.abs() + 1)
     start = 2 * torch.rand(w.shape, generator=generator, dtype=torch.float64).to(w) - 1
-    base = value(loss, params)
+    base = value(loss, params) if base is None else base
     ascent = projected_ascent(
         loss,
         params,

@@ -71,3 +71,37 @@ def test_bad_arguments():
         spectral_density(torch.eye(3), sigma=-1.0, generator=_gen())
     with pytest.raises(ValueError, match="points"):
         spectral_density(torch.eye(3), points=1, generator=_gen())
+
+
+def test_a_given_lanczos_run_is_one_of_the_probes(symmetric):
+    """The eigenvalue run starts from a normalized Gaussian like an SLQ probe: handed in, its first
+    n_steps coefficients make exactly the quadrature an SLQ probe from that start makes."""
+    from minima.curvature.lanczos import lanczos
+
+    h = symmetric(torch.linspace(-2, 3, 60), 2)
+    run = lanczos(h, 2, tol=1e-12, max_iter=30, bottom=True, generator=_gen(5), min_steps=30)
+    own = spectral_density(h, n_probes=1, n_steps=12, generator=_gen(7))
+    both = spectral_density(h, n_probes=2, n_steps=12, generator=_gen(7), probes=[(run.alphas, run.betas)])
+    assert both.n_matvec == 12 and both.n_probes == 2 and len(both.nodes) == 24
+    # the given run's nodes come first; the new probe's are the run made from the generator alone
+    torch.testing.assert_close(both.nodes[12:], own.nodes, rtol=0, atol=1e-12)
+    # quadrature of the given run: q^T H^j q for its start vector, exactly, for j <= 2 * 12 - 1
+    q = run.basis[:, 0]
+    given_weights = both.weights[:12] * 2
+    for j in range(6):
+        value = float((given_weights * both.nodes[:12] ** j).sum())
+        assert value == pytest.approx(float(q @ torch.linalg.matrix_power(h, j) @ q), rel=1e-9, abs=1e-12)
+    assert float(both.weights.sum()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_given_run_is_cut_at_its_first_breakdown():
+    from minima.curvature.density import _leading
+
+    alphas = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    betas = torch.tensor([0.5, 0.0, 0.7], dtype=torch.float64)
+    a, b = _leading(alphas, betas, 10)
+    assert a.tolist() == [1.0, 2.0] and b.tolist() == [0.5]
+    a, b = _leading(alphas, betas, 1)
+    assert a.tolist() == [1.0] and b.numel() == 0
+    with pytest.raises(ValueError, match="probes"):
+        spectral_density(torch.eye(3), n_probes=1, generator=_gen(), probes=[(alphas, betas)] * 2)

@@ -152,3 +152,63 @@ def test_out_of_memory_retries_in_smaller_pieces(cnn, monkeypatch):
     assert torch.allclose(out, cnn.hessian @ v, rtol=1e-10, atol=1e-12)
     assert op.block_size == 1 and max(len(yc) for _, yc in op.chunks) == 15 and op.n_matvec == 2
     assert any("out of memory" in str(w.message) for w in caught)
+
+
+def test_gradient_is_the_primal_pass_and_equals_autograd(problem):
+    """The linearized operator's primal pass returns the gradient and the loss (what the
+    curvature stage reports), equal to plain autograd; the vmapped path computes its own."""
+    model = problem.model
+    loss = torch.nn.functional.cross_entropy(model(problem.x), problem.y)
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
+    for linearize in (True, False):
+        op = HessianOperator(model, problem.x, problem.y, chunk_size=7, linearize=linearize)
+        g, value = op.gradient()
+        torch.testing.assert_close(g, expected, rtol=1e-10, atol=1e-13)
+        assert value == pytest.approx(float(loss.detach()), rel=1e-12)
+        assert op.n_matvec == 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_traced_program_serves_every_operator_of_that_structure(cnn):
+    """Programs are traced once per process and structure: a second operator on other weights
+    of the same network reuses them, and its products are those of its own weights."""
+    from minima.curvature import hvp as H
+
+    shifted = {k: v + 0.05 for k, v in params_of(cnn.model).items()}
+    first = HessianOperator(cnn.model, cnn.x, cnn.y, chunk_size=10, linearize=True)
+    v = _operand(first.shape[0], None)
+    first @ v
+    programs = dict(H._PROGRAMS)
+    second = HessianOperator(cnn.model, cnn.x, cnn.y, shifted, chunk_size=10, linearize=True)
+    plain = HessianOperator(cnn.model, cnn.x, cnn.y, shifted, chunk_size=10, linearize=False)
+    torch.testing.assert_close(second @ v, plain @ v, rtol=1e-10, atol=1e-12)
+    assert dict(H._PROGRAMS) == programs  # nothing traced again
+
+
+def test_channels_last_parameters_get_their_own_program(lenet):
+    """Strides are part of a program's key: a program traced on contiguous weights would view
+    channels_last ones wrongly."""
+    like = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in lenet.params.items()}
+    x, y = lenet.x[:6], lenet.y[:6]
+    contiguous = HessianOperator(lenet.model, x, y, lenet.params, linearize=True)
+    last = HessianOperator(lenet.model, x, y, like, linearize=True)
+    reference = HessianOperator(lenet.model, x, y, lenet.params, linearize=False)
+    v = _operand(contiguous.shape[0], None)
+    expected = reference @ v
+    torch.testing.assert_close(contiguous @ v, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(last @ v, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_models_with_buffers_are_traced_but_not_kept():
+    """A buffer's value would be a constant of the trace: such programs are not memoized."""
+    from minima.curvature import hvp as H
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).double().eval()
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.tensor([0, 1] * 4)
+    before = len(H._PROGRAMS)
+    op = HessianOperator(model, x, y, linearize=True)
+    exact = HessianOperator(model, x, y, linearize=False)
+    v = _operand(op.shape[0], None)
+    torch.testing.assert_close(op @ v, exact @ v, rtol=1e-10, atol=1e-12)
+    assert H._structure_key(op._model, op._like, x, y) is None and len(H._PROGRAMS) == before

@@ -102,3 +102,29 @@ def test_bad_arguments():
         top_eigenpairs(h, 5, generator=_gen())
     with pytest.raises(ValueError, match="tol:"):
         top_eigenpairs(h, 1, tol=0.0, generator=_gen())
+
+
+def test_min_steps_runs_past_convergence_and_keeps_the_answer(symmetric):
+    spectrum = torch.cat([torch.tensor([9.0, 7.0]), torch.linspace(-1, 1, 98)])
+    h = symmetric(spectrum, 2)
+    short = lanczos(h, 1, tol=1e-3, max_iter=60, bottom=False, generator=_gen())
+    long = lanczos(h, 1, tol=1e-3, max_iter=60, bottom=False, generator=_gen(), min_steps=short.top.n_steps + 9)
+    assert long.top.n_steps == short.top.n_steps + 9 and long.top.converged
+    assert long.top.values[0] == pytest.approx(9.0, rel=1e-3)
+    # the leading block of the longer run's T is the shorter run's T: same start, same steps
+    m = short.top.n_steps
+    torch.testing.assert_close(long.alphas[:m], short.alphas, rtol=1e-12, atol=1e-12)
+
+
+def test_a_start_near_the_top_eigenvector_converges_sooner(symmetric):
+    spectrum = torch.cat([torch.tensor([5.0]), torch.linspace(-1, 4.5, 199)])
+    h = symmetric(spectrum, 5)
+    exact = torch.linalg.eigh(h).eigenvectors[:, -1]
+    noise = torch.randn(200, generator=_gen(9), dtype=torch.float64)
+    cold = lanczos(h, 1, tol=1e-6, max_iter=200, bottom=False, generator=_gen())
+    warm = lanczos(h, 1, tol=1e-6, max_iter=200, bottom=False, generator=_gen(), start=exact + 0.05 * noise / noise.norm())
+    assert warm.top.values[0] == pytest.approx(5.0, rel=1e-6) and cold.top.values[0] == pytest.approx(5.0, rel=1e-6)
+    assert warm.top.n_steps < cold.top.n_steps
+    torch.testing.assert_close(warm.basis[:, 0], (exact + 0.05 * noise / noise.norm()) / (exact + 0.05 * noise / noise.norm()).norm())
+    with pytest.raises(ValueError, match="start"):
+        lanczos(h, 1, generator=_gen(), start=torch.zeros(200, dtype=torch.float64))

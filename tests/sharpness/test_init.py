@@ -46,6 +46,10 @@ def test_each_measure_is_its_own_function_on_its_own_stream(lenet):
                                  generator=measure_generator(FAST, "epsilon_sharpness"))
     assert alone.value == result.values()["epsilon_sharpness"]
     assert measure_all(lenet.model, lenet.params, x, y, FAST, device="cpu", dtype=torch.float64).values() == result.values()
+    # sharing the measures' starting points changes no number
+    alone = measure_all(lenet.model, lenet.params, x, y, FAST, device="cpu", dtype=torch.float64, share=False)
+    assert alone.values() == result.values()
+    assert set(result.cpu_seconds) == set(result.seconds) == set(result.values())
 
 
 def test_loss_criterion_and_fewer_points_than_m(lenet):

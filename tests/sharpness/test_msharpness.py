@@ -280,3 +280,23 @@ def test_bad_arguments_of_model_batch_losses_raise_naming_the_argument(lenet, kw
 def test_empty_batch_list_raises():
     with pytest.raises(ValueError, match="^batch_losses: "):
         m_sharpness_of([], {"w": W0}, norm="l2", rho=0.1, generator=None)
+
+
+def test_shared_bases_give_every_measure_its_own_numbers_bit_for_bit():
+    """From the zero start every norm and radius begins at L_b(w) and its gradient: computed once
+    (`batch_bases`) and handed to each measure, the results are those each computes alone."""
+    from minima.sharpness.msharpness import batch_bases
+
+    model = build_model("modern", seed=0, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 1, 28, 28, generator=g, dtype=torch.float64), torch.randint(0, 10, (32,), generator=g)
+    params = params_of(model)
+    batches = model_batch_losses(model, params, x, y, m=8, normalize_logits=True, n_points=32)
+    bases = batch_bases(batches, params)
+    assert len(bases) == 4 and all(grad.shape == (sum(p.numel() for p in params.values()),) for _, grad in bases)
+    for norm, rho in (("linf", 0.01), ("l2", 0.5)):
+        alone = m_sharpness_of(batches, params, norm=norm, rho=rho, steps=4, generator=None)
+        shared = m_sharpness_of(batches, params, norm=norm, rho=rho, steps=4, generator=None, bases=bases)
+        assert alone == shared
+    with pytest.raises(ValueError, match="bases"):
+        m_sharpness_of(batches, params, norm="l2", rho=0.5, steps=2, generator=None, bases=bases[:2])

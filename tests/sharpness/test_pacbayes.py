@@ -6,7 +6,7 @@ import torch
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from minima.sharpness.pacbayes import bisect_sigma, pacbayes_flatness_of
+from minima.sharpness.pacbayes import bisect_sigma, pacbayes_flatness_of, search_sigma
 
 
 
@@ -73,3 +73,59 @@ def test_the_two_variants_differ_when_weights_have_different_scales():
     # magnitude-aware noise is relative: drop = Phi(-1/sigma') for every point
     assert abs(mag.sigma * norm.ppf(0.9) - 1) < 0.03
     assert plain.sigma < 0.5 * mag.sigma
+
+
+def _counted(fn):
+    calls = [0]
+
+    def wrapped(s):
+        calls[0] += 1
+        return fn(s)
+
+    return wrapped, calls
+
+
+@pytest.mark.parametrize("power", [2.0, 3.5])
+def test_secant_search_finds_a_power_law_root_in_a_few_evaluations(power):
+    deviation, calls = _counted(lambda s: 40 * s**power)
+    found = search_sigma(deviation, target=0.1, sigma_max=2.0, iters=30, tolerance=1e-9)
+    exact = (0.1 / 40) ** (1 / power)
+    assert found.sigma == pytest.approx(exact, rel=1e-7) and found.lower <= found.sigma <= found.upper
+    assert calls[0] <= 4  # sigma_max, then log-bisection until an end is positive... here the secant is exact
+
+
+def test_secant_search_keeps_the_bisections_stopping_rule_and_clipping():
+    early = search_sigma(lambda s: 3 * s**2, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
+    assert abs(early.deviation - 0.1) <= 0.01 and early.iterations < 30
+    clipped = search_sigma(lambda s: 0.01 * s, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
+    assert clipped.sigma == 2.0 and "clipped" in clipped.stop_reason
+
+
+def test_secant_search_needs_fewer_evaluations_than_bisection_on_a_saturating_curve():
+    """An accuracy drop saturates at both ends (0 and about 0.9): the secant's safeguard falls
+    back to log-bisection there and still beats plain bisection."""
+    curve = lambda s: 0.9 / (1 + (0.05 / s) ** 3.4)  # noqa: E731
+    fast, fast_calls = _counted(curve)
+    slow, slow_calls = _counted(curve)
+    a = search_sigma(fast, target=0.1, sigma_max=2.0, iters=12, tolerance=0.01)
+    b = bisect_sigma(slow, target=0.1, sigma_max=2.0, iters=12, tolerance=0.01)
+    assert abs(a.deviation - 0.1) <= 0.01 and abs(b.deviation - 0.1) <= 0.01
+    assert fast_calls[0] < slow_calls[0]
+
+
+def test_the_result_records_its_precision_and_cost():
+    g = torch.Generator().manual_seed(0)
+    h = 1 + torch.rand(2000, generator=g)
+    loss = lambda p: float(0.5 * (h * p["w"] ** 2).sum())  # noqa: E731
+    common = dict(criterion_name="loss", target=0.1, samples=4, iters=20, sigma_max=2.0, tolerance=0.005,
+                  magnitude_eps=None)
+    r = pacbayes_flatness_of(loss, {"w": torch.zeros(2000)}, generator=torch.Generator().manual_seed(1), **common)
+    assert r.search == "secant" and r.tolerance == 0.005 and abs(r.deviation - 0.1) <= 0.005
+    assert r.forward_passes == 1 + 4 * (r.iterations + 1)  # w, then sigma_max and each search step
+    assert 0 < r.deviation_stderr < 0.05
+    given = pacbayes_flatness_of(loss, {"w": torch.zeros(2000)}, generator=torch.Generator().manual_seed(1), baseline=0.0,
+                                 search="bisection", **common)
+    assert given.forward_passes == 4 * (given.iterations + 1) and given.search == "bisection"
+    assert abs(given.sigma / r.sigma - 1) < 0.05
+    with pytest.raises(ValueError, match="search"):
+        pacbayes_flatness_of(loss, {"w": torch.zeros(2000)}, generator=g, search="newton", **common)
