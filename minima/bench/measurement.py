@@ -20,7 +20,7 @@ A run of the profile has a density (and a landscape) when the profile asks for o
 `density_fraction` of the runs (one seed in two in `quick`), so the per-run rows average a run
 with and a run without a density by that fraction. The current schedule's runs find their
 program traced (the next run of a task); the trace a process's first operator pays is added per
-run over a task's `task_runs` runs (4 by default, `make`'s TASK_RUNS).
+run over a task's `task_runs` runs (`make`'s TASK_RUNS, 9 by default: minima.paths.TASK_RUNS).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from minima.curvature.lanczos import lanczos
 from minima.curvature.trace import hutchinson
 from minima.landscape import LandscapeSettings, measure_landscape
 from minima.objective import evaluate, flatten, frozen_copy, params_of
+from minima.paths import TASK_RUNS
 from minima.sharpness import SharpnessSettings, measure_all
 from minima.sharpness.common import flat_value_and_grad, prepare
 
@@ -144,7 +145,7 @@ def bench_measurement(
     device: str | torch.device,
     dtype: torch.dtype,
     reps: int = 2,
-    task_runs: int = 4,
+    task_runs: int = TASK_RUNS,
 ) -> list[dict[str, Any]]:
     """Rows {work, implementation, seconds (core-seconds), gradients, products, ratio_vs_ours,
     note}; see the module docstring. One thread throughout, as in a study's processes."""
