@@ -30,7 +30,12 @@ def axis_levels(summary: Summary, axis: str) -> str:
     """"SGD, SGD + momentum and SAM", "32 and 64", or "2 levels per optimizer"."""
     if axis == "optimizer":
         return joined([style.optimizer_label(o) for o in style.axis_values(summary, axis)])
-    lists = {tuple(getattr(table, axis, None) or ()) for table in summary.design.grid.values()}
+    tables = summary.design.grid.values()
+    per_batch = {len(lrs) for table in tables for lrs in (table.lr_by_batch or {}).values()}
+    if axis == "lr" and any(len(set(map(tuple, (t.lr_by_batch or {}).values()))) > 1 for t in tables):
+        # each batch size runs its own grid (lr_batch_scaling): the levels are counted within one
+        return f"{'–'.join(str(k) for k in sorted(per_batch))} levels per optimizer and batch size"
+    lists = {tuple(getattr(table, axis, None) or ()) for table in tables}
     if len(lists) == 1:
         return joined([f"{v:g}" for v in next(iter(lists))])
     sizes = sorted({len(levels) for levels in lists})

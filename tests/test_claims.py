@@ -2,10 +2,14 @@
 rule at its boundaries."""
 
 import itertools
+import json
 import math
+import random
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from minima import analysis, claims, facts, verdicts
 from minima.settings import OPTIMIZERS
@@ -295,3 +299,33 @@ def test_the_schema_refuses_a_verdict_that_contradicts_its_rule():
     flipped = {**row, "verdict": "reproduced" if row["verdict"] != "reproduced" else "not_reproduced"}
     with pytest.raises(ValidationError, match="contradicts its rule"):
         Claim.model_validate(flipped)
+
+
+QUICK_STUDY = Path(__file__).parent / "data" / "quick_claims.json"
+
+
+def test_a_real_quick_study_gives_its_verdicts_under_any_seed_and_run_order():
+    """The runs of one `make all` of the quick profile (108 runs; scripts/claims_fixture.py keeps
+    what the claims read, and the verdicts and p-values the analysis wrote): correlations and
+    claims recomputed from them give the recorded verdicts, p and Holm p under 20 global random
+    states and run orders. A verdict that moved with a seed here would be a bug in the statistics."""
+    study = json.loads(QUICK_STUDY.read_text())
+    expected = study.pop("expected")
+    assert len(study["runs"]) == 108 and len(expected) >= 15
+    runs = study["runs"]
+    for seed in range(20):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        order = np.random.default_rng(seed).permutation(len(runs)) if seed else np.arange(len(runs))
+        shuffled = [runs[i] for i in order]
+        if seed % 5 == 0:  # the correlations (2 s each) on 4 of the orders
+            correlations = analysis.correlations(shuffled, study["design"]["axes"], study["measure_kinds"])
+        rows = claims.evaluate({**study, "runs": shuffled, "correlations": correlations})
+        assert [(r["id"], r["verdict"]) for r in rows] == [(e["id"], e["verdict"]) for e in expected]
+        for row, recorded in zip(rows, expected):
+            for key in ("p", "p_holm", "value"):
+                if recorded[key] is None:
+                    assert row[key] is None, (row["id"], key)
+                else:
+                    assert row[key] == pytest.approx(recorded[key], rel=1e-9, abs=1e-12), (row["id"], key)

@@ -33,6 +33,20 @@ def test_abstract_states_the_design(tiny_summary):
     assert tiny_summary["data"]["display_name"] in sentence
 
 
+def test_learning_rate_levels_are_counted_per_batch_size_when_each_batch_has_its_own_grid(tiny_summary):
+    """With lr_batch_scaling each batch size runs its own rates: 3 per batch make 4 distinct values
+    over two batch sizes, and the abstract once said "4 levels per optimizer"."""
+    summary = copy.deepcopy(tiny_summary)
+    for table in summary["design"]["grid"].values():
+        table["lr_by_batch"] = {"32": [0.1, 0.2, 0.4], "128": [0.2, 0.4, 0.8]}
+        table["lr"] = [0.1, 0.2, 0.4, 0.8]
+    assert prose.axis_levels(typed(summary), "lr") == "3 levels per optimizer and batch size"
+    for table in summary["design"]["grid"].values():
+        table["lr_by_batch"] = {"32": [0.1, 0.2], "128": [0.1, 0.2]}
+        table["lr"] = [0.1, 0.2]
+    assert "batch size" not in prose.axis_levels(typed(summary), "lr")
+
+
 def test_abstract_gives_the_verdict_of_every_claim(tiny_summary):
     sentence = prose.claims_sentence(typed(tiny_summary))
     claims = tiny_summary["claims"]
