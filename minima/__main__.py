@@ -40,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m minima",
         description="Which minima do optimizers find, how sharp are they, and does sharpness predict generalization?",
-        epilog="Profiles: quick (CPU default), paper (GPU default), seed (the original study), tiny (tests), or a .toml path. "
+        epilog="Profiles: quick (CPU default), paper (GPU default), seed (the original study), fashion (quick's design on "
+        "Fashion-MNIST), replicate (quick and fashion in one plan, summary and report), tiny (tests), or a .toml path. "
         "`make all PROFILE=...` runs every stage in order.",
     )
     top.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
@@ -120,6 +121,13 @@ def _dispatch(args: argparse.Namespace) -> None:
     from minima.runtime import configure_threads, show_progress
 
     configure_threads()
+    from minima import replication
+
+    composite = replication.load_replication(args.profile)
+    if composite is not None:
+        replication.dispatch(composite, args, progress=show_progress(not args.no_progress),
+                             created_by=_command_text(getattr(args, "created_by", None)))
+        return
     # summarize (all that `make report` runs before rendering) never changes runs/: it lists what
     # is corrupt instead of moving it aside
     ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None),

@@ -369,9 +369,16 @@ def write_summary(ctx: pipeline.Context, created_by: str | None) -> Path:
     """Write summary.json (validated against the schema) only when its content changed, so
     `make` sees unchanged results as current."""
     path = ctx.layout.summary
+    return write_summary_of(path, lambda recorded: build_summary(ctx, recorded), created_by,
+                            f"python -m minima summarize --profile {ctx.profile.ref}")
+
+
+def write_summary_of(path: Path, build, created_by: str | None, default_command: str) -> Path:
+    """build(created_by) -> summary, validated and written to `path` when its content changed;
+    created_by None keeps the command recorded in the summary already there."""
     if created_by is None:
-        created_by = (read_json_or_none(path) or {}).get("created_by") or f"python -m minima summarize --profile {ctx.profile.ref}"
-    summary = finite_or_none(build_summary(ctx, created_by))
+        created_by = (read_json_or_none(path) or {}).get("created_by") or default_command
+    summary = finite_or_none(build(created_by))
     validate_summary(summary, where="summary (as built)")
     text = json_text(summary)
     if not path.exists() or path.read_text(errors="replace") != text:

@@ -246,6 +246,9 @@ def load_profile(name_or_path: str, *, warn: bool = False) -> Profile:
         raise MinimaError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise MinimaError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+    if "replicate" in table:  # minima.replication reads these; a stage of single runs cannot
+        raise MinimaError(f"{path.name} is a replication profile (replicate = {table['replicate']!r}): "
+                          "this command takes one of its member profiles")
     try:
         profile = parse_profile(path.stem, path, table, ref=name_or_path)
     except SettingsError as exc:

@@ -126,7 +126,7 @@ def build_plan(ctx: Context, task_runs: int = TASK_RUNS) -> Plan:
         pending = not study_is_current(ctx, kind)
         tasks.append(Task(f"study-{kind}", ("study", "--profile", ref, "--kind", kind), (), after, resources,
                           STUDY_COST[kind] if pending else 0.0, pending))
-    return Plan(ref, str(ctx.layout.root), tuple(_longest_first(tasks)))
+    return Plan(ref, str(ctx.layout.root), tuple(longest_first(tasks)))
 
 
 def critical_paths(tasks: Iterable[Task]) -> dict[str, float]:
@@ -146,7 +146,7 @@ def critical_paths(tasks: Iterable[Task]) -> dict[str, float]:
     return {task.key: path(task) for task in tasks}
 
 
-def _longest_first(tasks: list[Task]) -> list[Task]:
+def longest_first(tasks: list[Task]) -> list[Task]:
     """Descending by critical path: the longest chains start first, so the cores end busy."""
     paths = critical_paths(tasks)
     return sorted(tasks, key=lambda t: -paths[t.key])

@@ -501,6 +501,52 @@ class Environment(_Open):
 
 # ---- the summary -----------------------------------------------------------------------------
 
+Outcome = Literal["replicates", "contradicted", "undecided"]
+
+
+class ClaimCell(_Open):
+    """One claim on one dataset (all None where that dataset did not test it)."""
+    verdict: Verdict | None
+    value: Number
+    ci95: Interval
+    n_clusters: int | None
+    p: Number
+    p_holm: Number
+    unit: str | None
+
+
+class ReplicationRow(_Open):
+    id: str
+    claim: str
+    source: str
+    cells: list[ClaimCell]  # per dataset, in `Replication.datasets` order
+    outcome: Outcome
+    reason: str
+
+
+class Replication(_Open):
+    """The same design on several datasets (minima.replication): the primary's study is the
+    summary itself; every other member's whole summary is in `members`."""
+    profiles: Annotated[list[str], Field(min_length=2)]
+    datasets: Annotated[list[str], Field(min_length=2)]  # display names, primary first
+    rule: str
+    table: list[ReplicationRow]
+    counts: dict[Outcome, int]
+    timing_total: float
+    n_runs: int
+    members: Annotated[list["Summary"], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _one_cell_per_dataset(self) -> "Replication":
+        if len(self.members) != len(self.datasets) - 1 or len(self.profiles) != len(self.datasets):
+            raise ValueError(f"{len(self.datasets)} datasets need {len(self.datasets) - 1} member summaries and "
+                             f"{len(self.datasets)} profiles")
+        bad = [row.id for row in self.table if len(row.cells) != len(self.datasets)]
+        if bad:
+            raise ValueError(f"claim {bad[0]!r}: needs one cell per dataset")
+        return self
+
+
 class Summary(_Open):
     schema_: Literal[4] = Field(alias="schema")
     profile: str
@@ -536,6 +582,11 @@ class Summary(_Open):
     limitations: Limitations
     timing: dict[str, float]  # seconds per stage, and their total
     environment: Environment
+    replication: Replication | None = None  # several datasets (a replication profile)
+
+    def studies(self) -> list["Summary"]:
+        """This study, then each other dataset's (a replication profile's members)."""
+        return [self, *(self.replication.members if self.replication else [])]
 
     def converged_runs(self) -> list[Run]:
         return [r for r in self.runs if r.is_minimum]
@@ -622,3 +673,6 @@ def load_summary(path) -> dict:
 def read_summary(path) -> Summary:
     """summary.json as its model: what the report reads."""
     return parse_summary(_read(path), where=str(path))
+
+
+Replication.model_rebuild()

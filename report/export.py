@@ -36,8 +36,9 @@ def _cell(value: Any) -> Any:
 
 def run_rows(summary: Summary) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows): the run's own fields, then every varied hyperparameter, then every value the
-    statistics rank (measures, baselines, targets)."""
-    runs = summary.runs
+    statistics rank (measures, baselines, targets); every dataset's runs (the `dataset` column) when
+    the profile is a replication."""
+    runs = [run for study in summary.studies() for run in study.runs]
     hyper = list(dict.fromkeys(k for r in runs for k in r.hyperparameters))
     values = list(dict.fromkeys(k for r in runs for k in r.values))
     columns = [*RUN_FIELDS, *(f"hyperparameters.{k}" for k in hyper), *(f"values.{k}" for k in values)]
@@ -48,7 +49,9 @@ def run_rows(summary: Summary) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def claim_rows(summary: Summary) -> tuple[list[str], list[dict[str, Any]]]:
-    return list(CLAIM_FIELDS), [{f: getattr(c, f) for f in CLAIM_FIELDS} for c in summary.claims]
+    """Every claim on every dataset (one row each), the dataset first."""
+    return ["dataset", *CLAIM_FIELDS], [{"dataset": study.data.dataset, **{f: getattr(c, f) for f in CLAIM_FIELDS}}
+                                         for study in summary.studies() for c in study.claims]
 
 
 def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:

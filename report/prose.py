@@ -82,7 +82,7 @@ def _named(claims: list[Claim]) -> str:
     return "; ".join(f"{c.source}, “{c.claim}”" for c in claims)
 
 
-def claims_sentence(summary: Summary) -> str:
+def claims_sentence(summary: Summary, where: str = "") -> str:
     """"Of 10 published claims tested, 3 are reproduced (...), 1 not reproduced (...), 4 inconclusive
     and 2 not testable": every claim's verdict, those reproduced or not by name."""
     claims = summary.claims
@@ -98,7 +98,7 @@ def claims_sentence(summary: Summary) -> str:
         if verdict in ("reproduced", "not_reproduced"):
             text += f" ({_named(chosen)})"
         parts.append(text)
-    return f"Of {plural(len(claims), 'published claim')} tested, {joined(parts)}."
+    return f"Of {plural(len(claims), 'published claim')} tested{where}, {joined(parts)}."
 
 
 # ---- correlations --------------------------------------------------------------------------
@@ -277,6 +277,48 @@ def abstract(summary: Summary) -> tuple[str, ...]:
     if baselines:
         out.append(baselines)
     out.append(dinh_abstract(summary))
+    if summary.replication is not None:
+        out.append(replication_sentence(summary))
+    return tuple(out)
+
+
+# ---- replication across datasets -----------------------------------------------------------
+
+def _claim_names(summary: Summary, ids: list[str]) -> str:
+    named = {c.id: c for study in summary.studies() for c in study.claims}
+    return "; ".join(f"{named[i].source}, “{named[i].claim}”" for i in ids)
+
+
+def replication_sentence(summary: Summary) -> str:
+    """"Run again on Fashion-MNIST (108 runs, 106 converged), 3 of 19 claims replicate (...), 1 is
+    contradicted (...) and 15 are undecided": every outcome, those decided by name."""
+    part = summary.replication
+    assert part is not None
+    others = [f"{m.data.display_name} ({plural(m.design.n_runs, 'run')}, {m.design.n_converged} converged)"
+              for m in part.members]
+    parts = []
+    for outcome in ("replicates", "contradicted", "undecided"):
+        ids = [row.id for row in part.table if row.outcome == outcome]
+        if not ids:
+            continue
+        verb = {"replicates": _verb(len(ids), "replicates", "replicate"),
+                "contradicted": _verb(len(ids), "is contradicted", "are contradicted"),
+                "undecided": _verb(len(ids), "is undecided", "are undecided")}[outcome]
+        names = f" ({_claim_names(summary, ids)})" if outcome != "undecided" else ""
+        parts.append(f"{len(ids)} {verb}{names}")
+    return (f"The same design run again on {joined(others)}: of the {plural(len(part.table), 'claim')} tested on "
+            f"{joined(part.datasets)}, {joined(parts)}.")
+
+
+def replication_sentences(summary: Summary) -> tuple[str, ...]:
+    """Per other dataset: its design, its claims' verdicts and its correlations with the gap."""
+    part = summary.replication
+    if part is None:
+        return ()
+    out = []
+    for member in part.members:
+        out += [design_sentence(member), claims_sentence(member, f" on {member.data.display_name}"),
+                correlation_sentence(member)]
     return tuple(out)
 
 

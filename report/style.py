@@ -52,6 +52,16 @@ _SPARE_MARKERS = ("X", "*", "h", "<", ">")
 LEVEL_MARKERS = ("o", "s", "^", "D", "v", "P")
 LEVEL_LINESTYLES = ("-", "--", ":", "-.")
 
+# Datasets of a replication, in its order (primary first); a figure coloured by dataset shows no
+# optimizer colours, so the two palettes never meet.
+DATASET_COLOURS = (OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["green"], OKABE_ITO["purple"])
+# Whether a claim replicates across datasets: (words, colour name in both outputs).
+OUTCOMES = {
+    "replicates": ("replicates", "vgreen"),
+    "contradicted": ("contradicted", "vred"),
+    "undecided": ("undecided", "vgrey"),
+}
+
 # Verdicts of the published claims: (words, colour name in both outputs, hex colour).
 VERDICTS = {
     "reproduced": ("reproduced", "vgreen", OKABE_ITO["green"]),

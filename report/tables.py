@@ -164,6 +164,49 @@ def correlations(summary: Summary, target: str) -> dict:
             "floor_n": None if gap_floor is None else gap_floor.n_comparisons}
 
 
+# ---- replication across datasets -----------------------------------------------------------
+
+def replication(summary: Summary) -> dict | None:
+    """The replication table (one row per claim: each dataset's verdict, value, interval, k and
+    Holm p, then whether it replicates) and each other dataset's correlation table; None for a
+    one-dataset study."""
+    part = summary.replication
+    if part is None:
+        return None
+    numbers = {c.id: i for i, c in enumerate(summary.claims, 1)}
+    rows = []
+    for row in part.table:
+        cells = []
+        for cell in row.cells:
+            scale = style.claim_scale(cell.unit or "")
+            words, colour, _ = style.VERDICTS[cell.verdict] if cell.verdict else ("not tested", "vgrey", "")
+            cells.append({"verdict_words": words, "colour": colour, "tested": cell.verdict is not None,
+                          "value": None if cell.value is None else cell.value * scale,
+                          "ci": None if cell.ci95 is None else [v * scale for v in cell.ci95],
+                          "k": cell.n_clusters, "p_holm": cell.p_holm, "decided_by_p": cell.p is not None})
+        words, colour = style.OUTCOMES[row.outcome]
+        rows.append({"number": numbers.get(row.id), "claim": row.claim, "source": row.source, "cells": cells,
+                     "outcome_words": words, "colour": colour, "reason": row.reason})
+    others = [{"dataset": member.data.display_name, "profile": member.profile, "n_runs": len(member.runs),
+               "n_converged": len(member.converged_runs()), "correlation": correlations(member, GAP)}
+              for member in part.members]
+    counts = [{"words": style.OUTCOMES[o][0], "colour": style.OUTCOMES[o][1], "n": n} for o, n in part.counts.items()]
+    studies = summary.studies()
+    names = style.order_optimizers({o: None for study in studies for o in study.design.grid})
+    grids = [{"label": style.optimizer_label(o), "cells": [_rates(study, o) for study in studies]} for o in names]
+    return {"datasets": part.datasets, "profiles": part.profiles, "rule": part.rule, "rows": rows,
+            "datasets_text": formats.joined(part.datasets), "profiles_text": formats.joined(part.profiles),
+            "others": others, "counts": counts, "grids": grids, "n_runs": part.n_runs, "timing_text": formats.duration(part.timing_total)}
+
+
+def _rates(summary: Summary, optimizer: str) -> str:
+    """An optimizer's learning rates per batch size, "32: 0.05, 0.1 · 128: 0.1, 0.2"; "–" when absent."""
+    grid = summary.design.grid.get(optimizer)
+    if grid is None:
+        return "–"
+    return " · ".join(f"{batch}: {', '.join(formats.value_text(lr) for lr in lrs)}" for batch, lrs in grid.lr_by_batch.items())
+
+
 # ---- per optimizer -------------------------------------------------------------------------
 
 def _aggregates(summary: Summary) -> list[Aggregate]:

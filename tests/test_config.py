@@ -27,7 +27,15 @@ def _load(tmp_path, text):
 
 
 def test_every_shipped_profile_loads():
+    from minima.replication import load_replication
+
     for name in config.available_profiles():
+        combined = load_replication(name)
+        if combined is not None:  # a replication: its members are shipped profiles too
+            assert all(m.name in config.available_profiles() for m in combined.members), name
+            with pytest.raises(MinimaError, match="is a replication profile"):
+                config.load_profile(name)
+            continue
         profile = config.load_profile(name)
         assert profile.runs, name
         assert len({r.run_hash for r in profile.runs}) == len(profile.runs)

@@ -22,13 +22,16 @@ from minima.pipeline import Context
 from minima.plan import Plan, read_plan, recipe_word
 
 
-def load(ctx: Context) -> Plan:
+def load(ctx: Context, profile_ref: str | None = None) -> Plan:
+    """The plan of `profile_ref` (default: the context's profile; a replication profile's plan
+    holds every member's tasks and is executed from its primary member's context)."""
+    ref = profile_ref or ctx.profile.ref
     path = ctx.layout.plan
     if not path.exists():
-        raise MinimaError(f"no plan at {path}: run `python -m minima plan --profile {ctx.profile.ref}` first (make all does)")
+        raise MinimaError(f"no plan at {path}: run `python -m minima plan --profile {ref}` first (make all does)")
     plan = read_plan(path)
-    if plan.profile != ctx.profile.ref:
-        raise MinimaError(f"{path} is the plan of profile {plan.profile!r}, not {ctx.profile.ref!r}: plan again")
+    if plan.profile != ref:
+        raise MinimaError(f"{path} is the plan of profile {plan.profile!r}, not {ref!r}: plan again")
     return plan
 
 
@@ -36,8 +39,9 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def execute(ctx: Context, *, executor: str, jobs: int = 0, scheduler: str | None = None) -> None:
-    plan = load(ctx)
+def execute(ctx: Context, *, executor: str, jobs: int = 0, scheduler: str | None = None,
+            plan_ref: str | None = None) -> None:
+    plan = load(ctx, plan_ref)
     jobs = jobs or default_jobs()
     if executor == "local":
         run_local(ctx, jobs)

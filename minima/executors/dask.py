@@ -377,7 +377,23 @@ def _verdict(ctx: Context, task: Task, result: dict) -> tuple[str, str]:
     return f"exit {code}" + (f": {last[-1].strip()}" if last else ""), ""
 
 
+def _task_context(ctx: Context, task: Task) -> Context:
+    """The context of the profile the task's command names: a replication plan's tasks name their
+    member profiles, which share the root."""
+    command = list(task.command)
+    ref = next((command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--profile"), ctx.profile.ref)
+    if ref == ctx.profile.ref:
+        return ctx
+    cache = ctx._cache.setdefault("member_contexts", {})
+    if ref not in cache:
+        from minima.pipeline import open_context
+
+        cache[ref] = open_context(ref, root=str(ctx.layout.root), progress=ctx.progress)
+    return cache[ref]
+
+
 def _stale(ctx: Context, task: Task) -> list[str]:
+    ctx = _task_context(ctx, task)
     stale = [f"run {run}" for run in task.runs if not run_is_current(ctx, ctx.profile.run(run))]
     stale += [f"study {kind}" for kind in _study_kinds(task) if not study_is_current(ctx, kind)]
     return stale
@@ -392,6 +408,7 @@ def _study_kinds(task: Task) -> list[str]:
 
 
 def _describe(ctx: Context, task: Task) -> str:
+    ctx = _task_context(ctx, task)
     if task.runs:
         runs = [ctx.profile.run(run) for run in task.runs]
         first = runs[0]

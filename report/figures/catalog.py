@@ -29,6 +29,12 @@ def _need_scatter(s: Summary) -> str | None:
     return None if n >= 3 else f"only {n} converged runs have a generalization gap (three are needed)"
 
 
+def _need_replication(s: Summary) -> str | None:
+    if s.replication is None:
+        return "this profile runs one dataset"
+    return None if results.replication_measures(s) else "the summary has no Hessian or sharpness measure"
+
+
 def _need_psi(s: Summary) -> str | None:
     if not s.design.axes:
         return "the grid varies no axis, so there is no granulated coefficient"
@@ -82,6 +88,7 @@ FIGURES: dict[str, tuple[Draw, Need]] = {
     "claims": (results.claims, _need_claims),
     "correlation_scatter": (results.correlation_scatter, _need_scatter),
     "psi_heatmap": (results.psi_heatmap, _need_psi),
+    "replication_scatter": (results.replication_scatter, _need_replication),
     "curvature_by_optimizer": (optimizers.curvature_by_optimizer,
                                _need_values(optimizers.curvature_quantities, "curvature")),
     "sharpness_by_optimizer": (optimizers.sharpness_by_optimizer,

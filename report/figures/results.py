@@ -164,3 +164,48 @@ def psi_heatmap(summary: Summary) -> Figure:
         fig.colorbar(image, ax=list(panels), shrink=0.8,
                      label=r"$\psi$: mean Kendall $\tau$ where only that axis changes")
     return fig
+
+
+# ---- replication: the same measures on every dataset -----------------------------------------
+
+REPLICATION_MEASURES = 4  # panels: the Hessian measures, then the sharpness measures with the largest |Ψ|
+
+
+def replication_measures(summary: Summary) -> list[str]:
+    """λ_max and the trace, then the primary dataset's sharpness measures by |Ψ| against the gap,
+    up to REPLICATION_MEASURES panels: the measures a reader compares across datasets."""
+    hessian = [m for m in ("top_eigenvalue", "trace") if m in summary.measure_kinds]
+    rows = [summary.correlation(m) for m in summary.measures_of("sharpness")]
+    ranked = sorted((r for r in rows if r is not None and r.psi_mean is not None), key=lambda r: (-abs(r.psi_mean), r.measure))
+    return (hessian + [r.measure for r in ranked])[:REPLICATION_MEASURES]
+
+
+def replication_scatter(summary: Summary) -> Figure:
+    """Each compared measure against the gap, one point per converged run, coloured by dataset;
+    titles give each dataset's Kendall τ."""
+    studies = summary.studies()
+    measures = replication_measures(summary)
+    fig, axes = common.grid(len(measures), REPLICATION_MEASURES, 1.9, sharey=True)
+    for i, (ax, measure) in enumerate(zip(axes, measures)):
+        xs, titles = [], []
+        for study, colour in zip(studies, style.DATASET_COLOURS):
+            pairs = [(r.value(measure), r.value(GAP)) for r in study.converged_runs()]
+            pairs = [(x, 100 * y) for x, y in pairs if x is not None and y is not None]
+            if pairs:
+                x, y = zip(*pairs)
+                ax.scatter(x, y, color=colour, s=10, linewidths=0, alpha=0.8)
+                xs += list(x)
+            row = study.correlation(measure)
+            tau = r"$\tau$ –" if row is None or row.kendall_tau is None else rf"$\tau$ = {words_num(row.kendall_tau)}"
+            titles.append(f"{study.data.display_name}: {tau}")
+        if common.wants_log(xs):
+            common.log(ax, "x")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
+        ax.set_title(common.qlabel(summary, measure) + "\n" + "\n".join(titles), fontsize=6.5)
+        if i % REPLICATION_MEASURES == 0:
+            ax.set_ylabel("gap (pp)")
+    handles = [Line2D([], [], color=colour, marker="o", linestyle="", markersize=4, label=study.data.display_name)
+               for study, colour in zip(studies, style.DATASET_COLOURS)]
+    common.legend(fig, handles, ncols=len(handles))
+    return fig

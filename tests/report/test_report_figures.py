@@ -21,7 +21,9 @@ def test_one_colour_per_optimizer_whatever_the_subset():
 
 
 def test_every_figure_has_its_data_in_the_tiny_summary(tiny_summary):
-    assert figures.skip_reasons(typed(tiny_summary)) == {name: None for name in figures.FIGURES}
+    one = {name: None for name in figures.FIGURES} | {"replication_scatter": "this profile runs one dataset"}
+    assert figures.skip_reasons(typed(tiny_summary)) == one
+    assert figures.skip_reasons(typed(variants.with_replication(tiny_summary))) == {name: None for name in figures.FIGURES}
 
 
 def test_skip_reasons_name_absent_data(tiny_summary):

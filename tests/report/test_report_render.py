@@ -28,6 +28,7 @@ needs_pdftotext = pytest.mark.skipif(
     reason="LaTeX or pdftotext (poppler-utils) is not installed",
 )
 FORBIDDEN = ("sign change", "no correlation", "FASHION-MNIST")
+REPLICATION_ONLY = ("replication_scatter",)  # drawn only for a study on several datasets
 
 
 def _pdf_text(path: Path) -> str:
@@ -64,9 +65,13 @@ def edge(built, tiny_summary):
     summary = variants.edge_cases(tiny_summary)
     odd = root / "o ut_%&#${}~^\\x"
     write_json(odd / "summary.json", summary)
-    result = render_report(odd / "summary.json", out / "figures", odd, pdf=not latex.missing_tools(),
-                           draw_figures=False)
-    return summary, result
+    # the tiny study's figures, and the one only a replication has (a second dataset)
+    drawn = root / "edge-figures"
+    shutil.copytree(out / "figures", drawn)
+    for name in REPLICATION_ONLY:
+        figures.render_figure(name, typed(summary), drawn)
+    result = render_report(odd / "summary.json", drawn, odd, pdf=not latex.missing_tools(), draw_figures=False)
+    return summary, result, drawn
 
 
 def test_overfull_lines_are_read_from_the_log():
@@ -84,9 +89,9 @@ def test_every_table_fits_the_page(built, capsys):
 
 
 @pytest.mark.parametrize("name", sorted(figures.FIGURES))
-def test_every_figure_function_writes_a_figure(built, name):
-    _, out = built
-    pdf, png = out / "figures" / f"{name}.pdf", out / "figures" / f"{name}.png"
+def test_every_figure_function_writes_a_figure(built, edge, name):
+    folder = edge[2] if name in REPLICATION_ONLY else built[1] / "figures"
+    pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
     assert pdf.read_bytes().startswith(b"%PDF")
     assert png.read_bytes().startswith(b"\x89PNG")
 
@@ -131,7 +136,7 @@ def test_markdown_has_the_same_content(built, tiny_summary):
     assert f"{100 * best['mean']:.2f}" in md
     assert "| Optimizer | Original | This study |" not in md
     links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]
-    assert len(links) == len(figures.FIGURES)
+    assert len(links) == len(figures.FIGURES) - len(REPLICATION_ONLY)  # a one-dataset report shows no replication
     assert all((out / link).is_file() for link in links)
     for word in FORBIDDEN:
         assert word not in md, word
@@ -149,13 +154,13 @@ def test_rebuild_is_byte_identical(built):
 
 @needs_pdftotext
 def test_edge_cases_render_to_pdf(edge):
-    summary, result = edge
+    summary, result, _ = edge
     text = _pdf_text(result.pdf)
     flat = _flat(text)
     assert text.count(variants.HOSTILE) >= 5  # profile, description, run id, command, CPU
     assert "CPU a_b" in text and "with CJK ? and emoji ?" in flat  # CJK and emoji become "?"
     assert "1 of 12 runs diverged" in flat and "diverged at epoch 3" in flat
-    assert "Figure 11 (rescaling experiment) is omitted" in flat and variants.TANH_NOTE in flat.replace("’", "'")
+    assert "Figure 12 (rescaling experiment) is omitted" in flat and variants.TANH_NOTE in flat.replace("’", "'")
     assert "99.03" in text  # the original study's SGD accuracy: comparable now
     for words in ("not reproduced", "inconclusive", "not testable"):
         assert words in text
@@ -166,12 +171,14 @@ def test_edge_cases_render_to_pdf(edge):
 
 
 def test_edge_cases_markdown(edge):
-    summary, result = edge
+    summary, result, _ = edge
     md = result.markdown.read_text()
     assert r"a\_b%c\&d\#e\$f{g}h\~i^j\\k" in md
     assert "| Optimizer | Original | This study | n | Difference (pp) |" in md
     assert "| SGD | 99.03 |" in md
     assert "Fashion-MNIST" in md and "FASHION" not in md
+    assert "## 4 Replication on other data" in md and "| # | Claim (source) |" in md.replace("\\#", "#")
+    assert "figures/replication_scatter.png" in md
     assert re.search(r"\*Table \d+: Diverged runs \(profile", md)
 
 

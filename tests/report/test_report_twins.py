@@ -114,8 +114,9 @@ def _first_difference(a: list[str], b: list[str]) -> str:
 
 @pytest.mark.parametrize("change", [
     lambda s: s, variants.with_dinh_not_applicable, variants.with_comparable_original, variants.with_every_verdict,
-    variants.with_significant_correlation, variants.edge_cases,
-], ids=["tiny", "dinh_not_applicable", "comparable_original", "every_verdict", "significant_correlation", "edge_cases"])
+    variants.with_significant_correlation, variants.with_replication, variants.edge_cases,
+], ids=["tiny", "dinh_not_applicable", "comparable_original", "every_verdict", "significant_correlation", "replication",
+     "edge_cases"])
 def test_latex_and_markdown_state_the_same_words_and_numbers(tiny_summary, change):
     summary = typed(change(tiny_summary))
     md, tex = render_text(summary, figures.skip_reasons(summary), "figures")

@@ -131,10 +131,23 @@ def with_fashion(summary: dict) -> dict:
     return _valid(s)
 
 
+def with_replication(summary: dict) -> dict:
+    """A replication profile's summary: the study itself, and a second dataset (the same runs,
+    relabelled Fashion-MNIST, with every verdict), composed as minima.replication composes it."""
+    from minima.replication import replication_section
+
+    s = _copy(summary)
+    other = with_every_verdict(with_fashion(summary))
+    other["profile"] = "tiny-fashion"
+    s["replication"] = replication_section([s["profile"], "tiny-fashion"], [summary, other])
+    s["profile"] = "replicate-tiny"
+    return _valid(s)
+
+
 def edge_cases(summary: dict) -> dict:
     """Every edge case at once, for one PDF build."""
     s, _ = with_diverged_run(summary)
     for change in (with_dinh_not_applicable, with_comparable_original, with_every_verdict,
-                   with_significant_correlation, with_hostile_strings, with_fashion):
+                   with_significant_correlation, with_hostile_strings, with_fashion, with_replication):
         s = change(s)
     return s
