@@ -134,6 +134,16 @@ def test_a_stage_of_single_runs_takes_a_member_profile(tmp_path, capsys):
 
 # ---- one plan ------------------------------------------------------------------------------
 
+def test_a_fashion_run_is_planned_as_the_longer_one():
+    """Fashion-MNIST takes about three times MNIST's epochs to fit: its tasks start first."""
+    from minima.config import load_profile
+    from minima.plan import _training_cost
+
+    mnist, fashion = load_profile("tiny").runs[0], load_profile(str(PROFILES / "tiny-fashion.toml")).runs[0]
+    assert (mnist.optimizer, mnist.train) == (fashion.optimizer, fashion.train)
+    assert _training_cost(fashion) == pytest.approx(3.1 * _training_cost(mnist))
+
+
 @needs_fashion
 def test_one_plan_holds_both_datasets_runs_and_each_members_study_parts(tmp_path, capsys):
     assert main(["plan", "--profile", str(REPLICATE_TINY), "--root", str(tmp_path), "--no-progress"]) == 0
