@@ -117,10 +117,9 @@ def _dispatch(args: argparse.Namespace) -> None:
         print("minima: environment ok")
         return
     from minima import pipeline
-    from minima.runtime import configure_allocator, configure_threads, show_progress
+    from minima.runtime import configure_threads, show_progress
 
     configure_threads()
-    configure_allocator()
     # summarize (all that `make report` runs before rendering) never changes runs/: it lists what
     # is corrupt instead of moving it aside
     ctx = pipeline.open_context(args.profile, root=args.root, data_dir=getattr(args, "data_dir", None),

@@ -86,36 +86,6 @@ def parallel_jobs(makeflags: str | None = None) -> int:
     return 1
 
 
-MMAP_THRESHOLD = 256 * 2**20  # bytes: larger allocations still get their own mapping
-TRIM_THRESHOLD = 512 * 2**20  # bytes of freed heap top a process keeps before returning them
-
-
-def configure_allocator() -> bool:
-    """Keep glibc's heap for tensors up to MMAP_THRESHOLD and its freed memory up to TRIM_THRESHOLD.
-
-    Why: each Hessian-vector product and gradient allocates and frees activation-sized tensors
-    (megabytes). With glibc's defaults many of them are fresh mappings, or heap the allocator has
-    just returned to the kernel, and every page of them faults in again; the kernel time of those
-    faults is CPU time of the process. Measured on one thread (1,024 images): 134k page faults
-    where 156-179k for the same products, and README's measurement-cost paragraph gives the
-    stages' core-seconds with and without. Does nothing where the C library is not glibc."""
-    if sys.platform != "linux":
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-        gnu = libc.gnu_get_libc_version
-    except (OSError, AttributeError):
-        return False
-    gnu.restype = ctypes.c_char_p
-    if not gnu():
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, TRIM_THRESHOLD))
-
-
 def configure_threads() -> int:
     """Share the cores among `make -j` processes; oversubscribed CPU threads slow torch badly."""
     if "OMP_NUM_THREADS" in os.environ:
