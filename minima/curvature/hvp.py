@@ -48,6 +48,7 @@ torch tensor is one, this operator the other.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -288,12 +289,74 @@ def _program(model: nn.Module, like: Params, xc: torch.Tensor, yc: torch.Tensor)
     # forward-mode AD state behind, and a model whose control flow depends on data values was
     # never traceable here (a real trace would bake one chunk's branch into every chunk's program)
     traced = make_fx(chunk_hvp, tracing_mode="real" if key is None else "fake")(*example)
+    _drop_zero_terms(traced.graph)
+    traced.recompile()
     program = _split_at_vector(traced, n)
     if key is not None:
         _PROGRAMS[key] = program
         while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
             _PROGRAMS.popitem(last=False)
     return program
+
+
+_aten = torch.ops.aten
+_ZERO_MAKERS = {_aten.zeros.default, _aten._efficientzerotensor.default, _aten.zeros_like.default}
+_ZERO_VIEWS = {_aten.expand.default, _aten.view.default, _aten.alias.default, _aten.t.default,
+               _aten.unsqueeze.default, _aten.permute.default, _aten._unsafe_view.default}
+
+
+def _zero_terms(graph: fx.Graph) -> set[fx.Node]:
+    """Nodes whose value is zero by construction: zero tensors, their views, and linear maps
+    (convolutions without bias, their backward passes, products) of a zero. They come from the
+    bookkeeping of forward-mode AD, not from the Hessian: the data's tangent (always zero) sent
+    through the first convolution and its weight gradient, and the `zeros_like(a) + b` with which
+    the jvp of threshold_backward starts each sum."""
+    zero: set[fx.Node] = set()
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        target, args = node.target, node.args
+        if target in _ZERO_MAKERS:
+            zero.add(node)
+        elif target in _ZERO_VIEWS and args and args[0] in zero:
+            zero.add(node)
+        elif target is _aten.convolution.default and args[2] is None and (args[0] in zero or args[1] in zero):
+            zero.add(node)
+        elif target is _aten.mul.Tensor and any(a in zero for a in args[:2]):
+            zero.add(node)
+        elif target is operator.getitem and args[0].op == "call_function" and args[0].target is _aten.convolution_backward.default:
+            grad_out, inputs, weight = args[0].args[:3]
+            # outputs: d input (linear in grad_out and weight), d weight (grad_out and input), d bias (grad_out)
+            factors = {0: (grad_out, weight), 1: (grad_out, inputs), 2: (grad_out,)}.get(args[1], ())
+            if any(f in zero for f in factors):
+                zero.add(node)
+    return zero
+
+
+def _same_layout(a: fx.Node, b: fx.Node) -> bool:
+    va, vb = a.meta.get("val"), b.meta.get("val")
+    if not isinstance(va, torch.Tensor) or not isinstance(vb, torch.Tensor):
+        return False
+    return va.shape == vb.shape and va.dtype == vb.dtype and va.device == vb.device and va.stride() == vb.stride()
+
+
+def _drop_zero_terms(graph: fx.Graph) -> None:
+    """Rewrite `zero + b` (and `b + zero`) to b where b already has the sum's shape, dtype and
+    strides, then drop what nothing uses any more (the zeros, and the shape checks and meta-device
+    copies the trace records). The sum is b exactly (but for the sign of a zero); per product and
+    chunk of 512 images this saved the zero-filling and adding of four activation-sized tensors
+    and a convolution of the data, and the primal pass a convolution and its backward."""
+    zero = _zero_terms(graph)
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not _aten.add.Tensor or len(node.args) != 2 or node.kwargs:
+            continue
+        a, b = node.args
+        keep = b if a in zero else a if b in zero else None
+        if isinstance(keep, fx.Node) and keep not in zero and _same_layout(node, keep):
+            node.replace_all_uses_with(keep)
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    graph.lint()
 
 
 def _split_at_vector(traced: fx.GraphModule, n: int) -> _Program:

@@ -137,6 +137,22 @@ def flat_value_and_grad(loss: LossFn, point: torch.Tensor, like: Params) -> tupl
     return float(out.detach()), grad
 
 
+def flat_value_and_pending_grad(loss: LossFn, point: torch.Tensor, like: Params) -> tuple[float, Callable[[], torch.Tensor]]:
+    """The loss at a flat parameter vector now, its gradient on demand: the forward pass keeps its
+    graph, and the backward pass runs only if the returned function is called (an ascent step
+    that fails, or the last step, never needs it). Same numbers as `flat_value_and_grad`."""
+    leaf = point.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = loss(unflatten(leaf, like))
+
+    def gradient() -> torch.Tensor:
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(out, leaf)
+        return grad
+
+    return float(out.detach()), gradient
+
+
 def standard_normal(shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Gaussian noise drawn on the CPU in float64, so a seed gives the same draw on every device."""
     return torch.randn(shape, generator=generator, dtype=torch.float64).to(like)
@@ -148,7 +164,7 @@ class Ascent:
 
     best_value: float  # max of L over the evaluated points, the unperturbed w included
     best_point: torch.Tensor  # u at the maximum (zeros when no point beat w)
-    steps: int  # ascent steps taken; each costs one loss-and-gradient evaluation
+    steps: int  # ascent steps taken; each costs one loss evaluation, and its gradient when it improved (but the last)
     improvements: int  # steps that beat every earlier point
     final_step: float  # step size after the halvings
     stop_reason: str
@@ -175,6 +191,10 @@ def projected_ascent(
     (APGD checks progress at fixed checkpoints and adds momentum; we check every step and have
     none). Ascent on a non-concave loss is not monotone; resuming from the best point makes the
     accepted values non-decreasing, and the best point seen is the answer.
+
+    A step's gradient is used only when the step improved and another step follows, so the
+    backward pass runs only then (`flat_value_and_pending_grad`); the last step is a forward
+    pass alone. Same iterates and values as taking every gradient.
     """
     u = project(start)
     best, grad = flat_value_and_grad(loss, center + scale * u, like)
@@ -186,9 +206,14 @@ def projected_ascent(
             reason, taken = f"zero gradient after {taken - 1} steps", taken - 1
             break
         candidate = project(u + step * d)
-        value_c, grad_c = flat_value_and_grad(loss, center + scale * candidate, like)
+        if taken < steps:
+            value_c, pending = flat_value_and_pending_grad(loss, center + scale * candidate, like)
+        else:
+            value_c, pending = value(loss, unflatten(center + scale * candidate, like)), None
         if value_c > best:
-            u, best, grad, improvements = candidate, value_c, grad_c, improvements + 1
+            u, best, improvements = candidate, value_c, improvements + 1
+            if pending is not None:
+                grad = pending()
         else:
             step /= 2
     if best > baseline:

@@ -212,3 +212,22 @@ def test_models_with_buffers_are_traced_but_not_kept():
     v = _operand(op.shape[0], None)
     torch.testing.assert_close(op @ v, exact @ v, rtol=1e-10, atol=1e-12)
     assert H._structure_key(op._model, op._like, x, y) is None and len(H._PROGRAMS) == before
+
+
+def test_the_replayed_program_has_no_zero_terms(lenet):
+    """The zeros forward-mode AD adds (zeros_like(a) + b, the data's zero tangent through the first
+    convolution) and the trace's shape checks are gone from both parts, and the products are the
+    un-linearized operator's."""
+    from minima.curvature import hvp as H
+
+    x, y = lenet.x[:6], lenet.y[:6]
+    op = HessianOperator(lenet.model, x, y, lenet.params, linearize=True)
+    v = _operand(op.shape[0], None)
+    torch.testing.assert_close(op @ v, HessianOperator(lenet.model, x, y, lenet.params, linearize=False) @ v,
+                               rtol=1e-10, atol=1e-12)
+    program = H._program(op._model, op._like, *op.chunks[0])
+    aten = torch.ops.aten
+    gone = {aten.zeros.default, aten.is_same_size.default, aten._has_same_storage_numel.default}
+    for part, absent in ((program.primal, gone), (program.tangent, gone | {aten.zeros_like.default})):
+        targets = {node.target for node in part.graph.nodes if node.op == "call_function"}
+        assert not targets & absent  # (the primal's one zeros_like is nll_loss's scatter target)
