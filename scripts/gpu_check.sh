@@ -9,21 +9,26 @@
 #   5. runs a stated cut of the `paper` profile through the report;
 # and writes every result (JSON, Markdown, logs, timings) into one output folder.
 #
-# Usage: scripts/gpu_check.sh --out DIR [--wheels DIR] [--small]
+# Usage: scripts/gpu_check.sh --out DIR [--wheels DIR] [--small] [--samples N]
 #   --small   a CPU-sized cut of every step (the test suite runs it; minutes on 2 cores)
+#   --samples N  the bench on N training images (default: 60000, or 512 with --small)
 #   PYTHON=...  the interpreter to use (default: python3)
+# Results already under DIR/root (runs/, data/) are reused: the profile step trains only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="" WHEELS="" SMALL=0
+OUT="" WHEELS="" SMALL=0 BENCH_SAMPLES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift 2 ;;
     --wheels) WHEELS="$2"; shift 2 ;;
     --small) SMALL=1; shift ;;
-    *) echo "gpu_check: unknown argument $1 (use --out DIR [--wheels DIR] [--small])" >&2; exit 2 ;;
+    --samples) [ $# -ge 2 ] || { echo "gpu_check: --samples needs a number of images" >&2; exit 2; }
+      BENCH_SAMPLES="$2"; shift 2 ;;
+    *) echo "gpu_check: unknown argument $1 (use --out DIR [--wheels DIR] [--small] [--samples N])" >&2; exit 2 ;;
   esac
 done
 [ -n "$OUT" ] || { echo "gpu_check: --out DIR is required" >&2; exit 2; }
+[ -z "$BENCH_SAMPLES" ] || [[ "$BENCH_SAMPLES" =~ ^[1-9][0-9]*$ ]] || { echo "gpu_check: --samples takes a positive number of images, got '$BENCH_SAMPLES'" >&2; exit 2; }
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -50,6 +55,7 @@ if [ "$SMALL" = 1 ]; then
 else
   PROFILE=paper SAMPLES=60000 TESTS="tests/curvature tests/test_train.py tests/test_optimizers.py tests/test_runtime.py"
 fi
+SAMPLES="${BENCH_SAMPLES:-$SAMPLES}"
 
 step "tests ($TESTS)"
 set +e

@@ -118,23 +118,25 @@ def symmetric():
     return _symmetric
 
 
-# ---- a real summary for the report's tests --------------------------------------------------
+# ---- the tiny study, built once per session, and a real summary for the report's tests ------------
 
 import os  # noqa: E402  (this section is self-contained)
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from testkit import HAVE_VENV, NEEDS_VENV, REPO  # noqa: E402
+
 TINY_BUILD_TIMEOUT_S = 1800
 
 
 @pytest.fixture(scope="session")
 def tiny_build_root(tmp_path_factory) -> Path:
     """The root of one `make all PROFILE=tiny` build (runs/, build/summary.json, build/figures,
-    build/report.*), made once per session in a temporary directory."""
-    if not (REPO / ".stamps" / "venv").exists():
-        pytest.skip("the tiny build needs the project's venv: run `make venv` (make test does it), "
-                    "or point MINIMA_TEST_SUMMARY at a summary.json")
+    build/report.*), made once per session in a temporary directory. The only tiny study the suite
+    trains: a test that changes a root, or needs one of its own, works on a copy
+    (`testkit.copy_study(tiny_build_root, tmp_path / "root")`), never on this one."""
+    if not HAVE_VENV:
+        pytest.skip(f"the tiny build {NEEDS_VENV}, or point MINIMA_TEST_SUMMARY at a summary.json")
     root = tmp_path_factory.mktemp("tiny-build")
     done = subprocess.run(["make", "-C", str(REPO), "all", "PROFILE=tiny", f"ROOT={root}"],
                           capture_output=True, text=True, timeout=TINY_BUILD_TIMEOUT_S)

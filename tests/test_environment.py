@@ -2,14 +2,12 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from minima import environment
 from minima.io import MinimaError
-
-REPO = Path(__file__).resolve().parents[1]
+from testkit import REPO
 
 
 def test_this_environment_passes():

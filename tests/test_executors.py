@@ -21,10 +21,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from testkit import LIGHT_ANALYSES, REPO, derived_profile
+
 pytest.importorskip("distributed")
 pytest.importorskip("dask_jobqueue")
 
-REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 MAKE_TIMEOUT = 420
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -37,20 +38,9 @@ VOLATILE = re.compile(r"seconds|time|elapsed|wall|created|date|path|log", re.I)
 
 def mini_profile(directory: Path) -> Path:
     """tiny.toml made smaller: sgd and sam, one batch size, 3 epochs, light analyses."""
-    text = (REPO / "minima" / "profiles" / "tiny.toml").read_text()
-    text = re.sub(r"(?m)^optimizers = .*$", 'optimizers = ["sgd", "sam"]', text)
-    text = re.sub(r"(?m)^interpolate = .*$", 'interpolate = ["sgd", "sam"]', text)
-    text = re.sub(r"(?ms)^\[optimizer\.sgd_momentum\]\n.*?(?=^\[)", "", text)
-    settings = {"batch_size": "64", "max_epochs": "3", "n_test": "500", "n_samples": "64", "max_iter": "10",
-                "trace_probes": "3", "density_probes": "1", "density_steps": "6", "epsilon_steps": "2",
-                "adaptive_steps": "2", "average_samples": "2", "pacbayes_samples": "2", "pacbayes_iters": "3",
-                "points_1d": "3", "points_2d": "3", "interp_points": "3", "scales": "[1.0, 10.0]"}
-    for key, value in settings.items():
-        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-        assert n, f"tiny.toml has no {key}: update mini_profile"
-    path = directory / "mini.toml"
-    path.write_text(text)
-    return path
+    return derived_profile("tiny", directory / "mini.toml", **LIGHT_ANALYSES, optimizers=["sgd", "sam"],
+                           optimizer={"sgd_momentum": None}, n_test=500, train={"batch_size": 64, "max_epochs": 3},
+                           dinh={"scales": [1.0, 10.0]})
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

@@ -16,21 +16,13 @@ from minima.__main__ import main
 from minima.schema import load_summary
 
 import stated
-
-REPO = Path(__file__).resolve().parents[1]
-HAVE_VENV = (REPO / ".stamps" / "venv").exists()
+from testkit import HAVE_VENV, LIGHT_ANALYSES, NEEDS_VENV, PROFILES, REPO, copy_study, derived_profile
 
 
 def _make(root: Path, *targets: str, timeout: int = 900, **variables: str) -> subprocess.CompletedProcess:
     extra = [f"{k}={v}" for k, v in variables.items()]
     return subprocess.run(["make", "-C", str(REPO), *targets, "PROFILE=tiny", f"ROOT={root}", *extra],
                           capture_output=True, text=True, timeout=timeout)
-
-
-def _copy_build(source: Path, target: Path) -> Path:
-    for part in ("runs", "data", "build"):
-        shutil.copytree(source / part, target / part, symlinks=True)
-    return target
 
 
 def _cli(*args: str) -> int:
@@ -65,7 +57,7 @@ def test_make_all_builds_a_designed_study_and_its_report(built):
 
 
 def test_second_make_all_does_nothing(built, tmp_path):
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     watched = [*(root / "runs").rglob("*.json"), *(root / "runs").rglob("*.pt"), root / "build" / "summary.json"]
     before = {p: p.stat().st_mtime_ns for p in watched}
     result = _make(root, "all")
@@ -76,7 +68,7 @@ def test_second_make_all_does_nothing(built, tmp_path):
 
 
 def test_make_report_alone_rerenders_and_names_the_command(built, tmp_path):
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     (root / "build" / "report.md").unlink()
     result = _make(root, "report")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -86,7 +78,7 @@ def test_make_report_alone_rerenders_and_names_the_command(built, tmp_path):
 
 def test_make_report_lists_missing_results(tmp_path):
     if not HAVE_VENV:
-        pytest.skip("needs `make venv` first (make test does it)")
+        pytest.skip(NEEDS_VENV)
     result = _make(tmp_path, "report")
     assert result.returncode != 0
     assert "missing results" in result.stderr and "not trained" in result.stderr
@@ -97,7 +89,7 @@ def test_make_report_lists_missing_results(tmp_path):
 
 def test_missing_results_advice_quotes_a_path_profile_and_names_the_root(tmp_path, capsys):
     profile = tmp_path / "my study.toml"
-    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    shutil.copy(PROFILES / "tiny.toml", profile)
     root = tmp_path / "results"
     assert _cli("summarize", "--profile", str(profile), "--root", str(root)) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
@@ -106,10 +98,10 @@ def test_missing_results_advice_quotes_a_path_profile_and_names_the_root(tmp_pat
 
 def test_make_takes_a_path_profile_with_a_space(tmp_path):
     if not HAVE_VENV:
-        pytest.skip("needs `make venv` first (make test does it)")
+        pytest.skip(NEEDS_VENV)
     profile = tmp_path / "my dir" / "my study.toml"
     profile.parent.mkdir()
-    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    shutil.copy(PROFILES / "tiny.toml", profile)
     root = tmp_path / "results"
     result = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={root}"],
                             capture_output=True, text=True, timeout=300)
@@ -118,7 +110,7 @@ def test_make_takes_a_path_profile_with_a_space(tmp_path):
 
 
 def test_logs_have_no_progress_bars_off_a_terminal(built, tmp_path):
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     run = json.loads((built / "build" / "summary.json").read_text())["runs"][0]["run"]
     shutil.rmtree(root / "runs" / run)
     done = subprocess.run([sys.executable, "-m", "minima", "run", "--profile", "tiny", "--root", str(root), "--run", run],
@@ -144,7 +136,7 @@ def _first_run(root: Path) -> str:
 ])
 def test_a_corrupt_artifact_is_moved_aside_and_recomputed(built, tmp_path, capsys, monkeypatch, artifact, payload):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one thread, as under make -j2: the same weights, bit for bit
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     run = _first_run(root)
     target = root / "runs" / run / artifact
     target.write_bytes(payload)
@@ -163,7 +155,7 @@ def test_a_corrupt_artifact_is_moved_aside_and_recomputed(built, tmp_path, capsy
 
 def test_make_report_changes_no_run_and_names_what_is_corrupt(built, tmp_path):
     """`make report` never trains: it once moved corrupt files aside and said "recomputing"."""
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     first, second = json.loads((root / "build" / "summary.json").read_text())["runs"][:2]
     (root / "runs" / first["run"] / "curvature.json").write_bytes(b"\x00 garbage")
     (root / "runs" / second["run"] / "model.pt").write_bytes(b"not a model")
@@ -180,7 +172,7 @@ def test_make_report_changes_no_run_and_names_what_is_corrupt(built, tmp_path):
 
 def test_the_landscape_stage_alone_brings_curvature_up_to_date_first(built, tmp_path, capsys):
     """It reads curvature's eigenvectors: with them missing it once failed ("cannot read")."""
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     run = _first_run(root)
     (root / "runs" / run / "eigenvectors.pt").unlink()
     (root / "runs" / run / "landscape.json").unlink()
@@ -193,7 +185,7 @@ def test_the_landscape_stage_alone_brings_curvature_up_to_date_first(built, tmp_
 def test_a_changed_model_invalidates_the_study_that_read_it(built, tmp_path):
     from minima import pipeline
 
-    root = _copy_build(built, tmp_path / "root")
+    root = copy_study(built, tmp_path / "root")
     ctx = pipeline.open_context("tiny", root=str(root))
     assert pipeline.study_is_current(ctx, "dinh")
     dinh_run = pipeline.dinh_run(ctx)
@@ -209,12 +201,9 @@ def test_a_changed_model_invalidates_the_study_that_read_it(built, tmp_path):
 
 def test_two_concurrent_make_all_train_each_run_once(tmp_path):
     if not HAVE_VENV:
-        pytest.skip("needs `make venv` first (make test does it)")
-    profile = tmp_path / "two.toml"
-    text = (REPO / "minima" / "profiles" / "tiny.toml").read_text()
-    text = text.replace('optimizers = ["sgd", "sgd_momentum", "sam"]', 'optimizers = ["sgd", "sam"]')
-    text = text.replace("[optimizer.sgd_momentum]\nlr = 0.05\n", "")
-    profile.write_text(text.replace('interpolate = ["sgd", "sam"]', 'interpolate = []').replace("batch_size = [32, 64]", "batch_size = 64"))
+        pytest.skip(NEEDS_VENV)
+    profile = derived_profile("tiny", tmp_path / "two.toml", **LIGHT_ANALYSES, optimizers=["sgd", "sam"], interpolate=[],
+                              optimizer={"sgd_momentum": None}, train={"batch_size": 64})  # training as in tiny: 8 epochs
     root = tmp_path / "root"
     command = ["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=1"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -302,9 +291,7 @@ def test_bench_rejects_a_bad_sample_count_before_any_work(built, tmp_path, capsy
 
 
 def test_study_rejects_a_part_the_profile_lacks(tmp_path, capsys):
-    profile = tmp_path / "p.toml"
-    text = (REPO / "minima" / "profiles" / "tiny.toml").read_text()
-    profile.write_text(text.replace('interpolate = ["sgd", "sam"]', "interpolate = []"))
+    profile = derived_profile("tiny", tmp_path / "p.toml", interpolate=[])
     assert _cli("study", "--profile", str(profile), "--root", str(tmp_path), "--kind", "interpolation") == 2
     assert "no interpolation part" in capsys.readouterr().err
 
@@ -314,17 +301,12 @@ def test_study_rejects_a_part_the_profile_lacks(tmp_path, capsys):
 
 def _seed_profile_cut_down(tmp_path: Path) -> Path:
     """The packaged `seed` profile with 1 epoch on 300 images and small analysis sets."""
-    text = (REPO / "minima" / "profiles" / "seed.toml").read_text()
-    text = text.replace('dinh_optimizer = "sgd"', 'dinh_optimizer = "sgd"\nn_train = 300\nn_test = 500')
-    text = text.replace("max_epochs = 150", "max_epochs = 1")
-    text = text.replace("[curvature]\nn_samples = 0", "[curvature]\nn_samples = 100\ntrace_probes = 4\ndensity_probes = 1\ndensity_steps = 8")
-    text = text.replace("n_samples = 10000", "n_samples = 100")
-    text = text.replace("pacbayes_iters = 16", "pacbayes_iters = 4\nepsilon_steps = 2\nadaptive_steps = 2\naverage_samples = 2\n"
-                        "pacbayes_samples = 2\nmsharp_steps = 2\nmsharp_points = 64\nmsharp_m = 32")
-    text = text.replace("points_2d = 21", "points_2d = 3\npoints_1d = 3\ninterp_points = 3")
-    path = tmp_path / "seed-cut.toml"
-    path.write_text(text)
-    return path
+    return derived_profile(
+        "seed", tmp_path / "seed-cut.toml", n_train=300, n_test=500, train={"max_epochs": 1},
+        curvature={"n_samples": 100, "trace_probes": 4, "density_probes": 1, "density_steps": 8},
+        sharpness={"n_samples": 100, "pacbayes_iters": 4, "epsilon_steps": 2, "adaptive_steps": 2, "average_samples": 2,
+                   "pacbayes_samples": 2, "msharp_steps": 2, "msharp_points": 64, "msharp_m": 32},
+        landscape={"n_samples": 100, "points_2d": 3, "points_1d": 3, "interp_points": 3})
 
 
 def test_the_original_configuration_runs_on_cpu_and_is_compared_with_the_original(built, tmp_path):
@@ -363,7 +345,7 @@ def capped(tmp_path_factory) -> Path:
     """`stated.CAPPED` built once through `make all`, with a profile path and a ROOT that hold a
     space, `$(...)`, `$1`, both quotes and a non-ASCII letter: 18 runs of one epoch, none converged."""
     if not HAVE_VENV:
-        pytest.skip("needs `make venv` first (make test does it)")
+        pytest.skip(NEEDS_VENV)
     base = tmp_path_factory.mktemp("capped")
     profile, root = base / "profiles" / f"capped {HOSTILE_NAME}.toml", base / f"root {HOSTILE_NAME}"
     profile.parent.mkdir()
@@ -397,9 +379,9 @@ def test_paths_with_spaces_dollars_quotes_and_unicode_are_data(capped):
 def test_a_dollar_in_a_profile_name_reaches_minima_whole(tmp_path):
     """`a$1b.toml` once failed as "profile file not found: .../ab.toml"."""
     if not HAVE_VENV:
-        pytest.skip("needs `make venv` first (make test does it)")
+        pytest.skip(NEEDS_VENV)
     profile = tmp_path / "a$1b.toml"
-    shutil.copy(REPO / "minima" / "profiles" / "tiny.toml", profile)
+    shutil.copy(PROFILES / "tiny.toml", profile)
     result = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={tmp_path / 'r'}"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and f"missing results for profile {profile} (run" in result.stderr

@@ -20,8 +20,7 @@ from minima.io import MinimaError, write_json
 from report import figures, formats, latex, style
 from report.__main__ import main
 from report.render import PDF_STAMP, render_report, render_text
-
-REPO = Path(__file__).resolve().parents[2]
+from testkit import REPO
 needs_latex = pytest.mark.skipif(bool(latex.missing_tools()), reason="LaTeX is not installed")
 needs_pdftotext = pytest.mark.skipif(
     bool(latex.missing_tools()) or shutil.which("pdftotext") is None,
