@@ -14,9 +14,9 @@ from minima.__main__ import main
 from minima.io import MinimaError
 from minima.schema import load_summary
 from report import latex
+from testkit import REPO, copy_study
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILES = REPO / "tests" / "data" / "profiles"
+PROFILES = REPO / "tests" / "data" / "profiles"  # the two-dataset test profiles
 REPLICATE_TINY = PROFILES / "replicate-tiny.toml"
 HAVE_FASHION = data._debian_fashion_dir() is not None
 needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="dataset-fashion-mnist is not installed (make fashion)")
@@ -176,8 +176,7 @@ def test_one_plan_holds_both_datasets_runs_and_each_members_study_parts(tmp_path
 def test_a_two_dataset_tiny_study_goes_through_to_the_pdf(tiny_build_root, tmp_path):
     """`make all` with the replication profile on a copy of the tiny build: MNIST's runs are
     current, so only the Fashion-MNIST member trains; one summary, one report, both datasets."""
-    for part in ("runs", "data", "build"):
-        shutil.copytree(tiny_build_root / part, tmp_path / part, symlinks=True)
+    copy_study(tiny_build_root, tmp_path)
     done = subprocess.run(["make", "-C", str(REPO), "all", f"PROFILE={REPLICATE_TINY}", f"ROOT={tmp_path}", "PROGRESS=0"],
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
