@@ -591,7 +591,7 @@ def test_driver_trusts_current_outputs_not_exit_codes(monkeypatch):
     from minima.plan import Plan, Task
 
     task = Task("config-x", ("run", "--profile", "tiny", "--run", "ab"), ("ab",), (), {"gpu": 0}, 1.0, True)
-    ctx = SimpleNamespace(profile=SimpleNamespace(run=lambda run: run))
+    ctx = SimpleNamespace(profile=SimpleNamespace(ref="tiny", run=lambda run: run))
     monkeypatch.setattr(driver, "run_is_current", lambda ctx, run: False)
     assert driver._verdict(ctx, task, {"returncode": 0, "tail": ""}) == ("it exited 0 but run ab is not current", "")
     assert driver._verdict(ctx, task, {"returncode": 2, "tail": "x\nminima: error: no\n"})[0] == "exit 2: minima: error: no"
@@ -639,3 +639,24 @@ def test_the_slurm_executor_keeps_ctrl_c(tmp_path):
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+def test_a_replication_plans_tasks_are_checked_against_their_member_profile(tmp_path):
+    """A replication plan's tasks name their member profiles; the driver judges each task's
+    outputs with that member's context (same root), opened once."""
+    from minima.executors import dask as driver
+    from minima.pipeline import open_context
+    from minima.plan import Task
+
+    ctx = open_context("tiny", root=str(tmp_path))
+    member = str(REPO / "tests" / "data" / "profiles" / "tiny-fashion.toml")
+    own = Task("config-a", ("run", "--profile", "tiny", "--run", "ab"), ("ab",), (), {"gpu": 0}, 1.0, True)
+    other = Task("config-b", ("run", "--profile", member, "--run", "cd"), ("cd",), (), {"gpu": 0}, 1.0, True)
+    assert driver._task_context(ctx, own) is ctx
+    opened = driver._task_context(ctx, other)
+    assert opened.profile.name == "tiny-fashion" and opened.layout.root == ctx.layout.root
+    assert driver._task_context(ctx, other) is opened
+    run = opened.profile.runs[0]
+    described = driver._describe(ctx, Task("config-c", ("run", "--profile", member, "--run", run.run_hash),
+                                            (run.run_hash,), (), {"gpu": 0}, 1.0, True))
+    assert described.startswith(f"{run.optimizer.name} lr {run.optimizer.lr:g} B {run.train.batch_size}")
