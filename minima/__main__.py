@@ -135,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> None:
                                 repair=args.stage != "summarize")
     if args.stage in ("data", "plan"):  # plan provisions the data first: `make all` starts with it
         manifest = pipeline.stage_data(ctx)
-        print(f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from {manifest['source']}, checksums verified")
+        print(pipeline.data_line(manifest))
         if args.stage == "plan":
             from minima.plan import write_plan
 

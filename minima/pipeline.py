@@ -135,6 +135,12 @@ def stage_data(ctx: Context) -> dict:
     return data_stage.provision(ctx.profile.study.dataset, ctx.layout.data, ctx.data_dir or data_stage.default_data_dir())
 
 
+def data_line(manifest: dict) -> str:
+    """What `data` and `plan` print of a provisioned data set: one line."""
+    return (f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from "
+            f"{manifest['source']}, checksums verified")
+
+
 def write_run_configs(ctx: Context, runs: list[RunConfig] | None = None) -> None:
     """Each run's config.json (all of the profile's runs by default), rewritten only when it changed."""
     for run in ctx.profile.runs if runs is None else runs:

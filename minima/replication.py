@@ -244,8 +244,7 @@ def dispatch(replication: Replication, args: Any, *, progress: bool, created_by:
         contexts = [context(member, data_dir=args.data_dir, warn=args.stage == "plan") for member in replication.members]
         for ctx in contexts:
             manifest = pipeline.stage_data(ctx)
-            print(f"{manifest['dataset']}: {manifest['n_train']} train + {manifest['n_test']} test images from "
-                  f"{manifest['source']}, checksums verified")
+            print(pipeline.data_line(manifest))
         if args.stage == "plan":
             _plan(replication, contexts, args.task_runs)
         return

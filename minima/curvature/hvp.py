@@ -364,8 +364,8 @@ def _split_at_vector(traced: fx.GraphModule, n: int) -> _Program:
     primal(*params, x, y) -> (*grads, loss, *kept) and tangent(*kept, *vs) -> H v: the nodes that
     do not depend on the vector run once per chunk, the rest once per vector (what
     torch.func.linearize does, with the data an input, not a constant)."""
-    placeholders = [node for node in traced.graph.nodes if node.op == "placeholder"]
-    vs = placeholders[n : 2 * n]  # then the parameters before them, the data after
+    graph_inputs = [node for node in traced.graph.nodes if node.op == "placeholder"]
+    vs = graph_inputs[n : 2 * n]  # then the parameters before them, the data after
     output = next(node for node in traced.graph.nodes if node.op == "output")
     results = list(output.args[0])
     primal_results, tangent_results = results[: n + 1], results[n + 1 :]

@@ -380,8 +380,7 @@ def _verdict(ctx: Context, task: Task, result: dict) -> tuple[str, str]:
 def _task_context(ctx: Context, task: Task) -> Context:
     """The context of the profile the task's command names: a replication plan's tasks name their
     member profiles, which share the root."""
-    command = list(task.command)
-    ref = next((command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--profile"), ctx.profile.ref)
+    ref = next(iter(_option(task, "--profile")), ctx.profile.ref)
     if ref == ctx.profile.ref:
         return ctx
     cache = ctx._cache.setdefault("member_contexts", {})
@@ -399,12 +398,16 @@ def _stale(ctx: Context, task: Task) -> list[str]:
     return stale
 
 
-def _study_kinds(task: Task) -> list[str]:
+def _option(task: Task, name: str) -> list[str]:
+    """Every value the task's command gives the option `name`, in order."""
     command = list(task.command)
-    if not command or command[0] != "study":
+    return [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == name]
+
+
+def _study_kinds(task: Task) -> list[str]:
+    if not task.command or task.command[0] != "study":
         return []
-    kinds = [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--kind"]
-    return kinds or [task.key.removeprefix("study-")]
+    return _option(task, "--kind") or [task.key.removeprefix("study-")]
 
 
 def _describe(ctx: Context, task: Task) -> str:
