@@ -63,10 +63,13 @@ all: $(READY) tex fashion
 report: $(READY)
 	$(RENDER)
 
-# TESTS=path narrows the run (e.g. TESTS=tests/test_io.py)
+# TESTS=path narrows the run (e.g. TESTS=tests/test_io.py). TEST_JOBS=N: N pytest-xdist workers
+# (default one per core; 1, or a Python without pytest-xdist: one process). Each test file runs on
+# one worker (--dist loadfile: a module's shared study is built once); the workers share the tiny study.
 TESTS ?= tests
+TEST_JOBS ?= $(JOBS)
 test: setup
-	$(PY) -m pytest $(TESTS)
+	$(PY) -m pytest $(TESTS) $$(test "$(TEST_JOBS)" != 1 && $(PY) -c 'import xdist' 2>/dev/null && echo "-n $(TEST_JOBS) --dist loadfile")
 
 bench: setup
 	$(MINIMA) bench --profile "$$MINIMA_PROFILE"
@@ -125,7 +128,7 @@ help:
 	@echo "make all PROGRESS=0        plain log lines, no progress bars"
 	@echo "make all ROOT=dir          keep runs/, build/, data/ under dir (PROFILE and ROOT are taken literally)"
 	@echo "make report                re-render the report from cached results (never trains)"
-	@echo "make test                  run the test suite"
+	@echo "make test                  run the test suite (pytest-xdist: one worker per core; TEST_JOBS=1: one process)"
 	@echo "make bench                 curvature and training benchmarks -> build/bench.{json,md}"
 
 clean:

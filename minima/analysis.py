@@ -103,6 +103,8 @@ def run_record(ctx: pipeline.Context, run) -> dict[str, Any]:
         "history": _history(metrics),
         "train_seconds": sum(row.get("wall_time") or 0.0 for row in metrics["history"]),
         "analysis_seconds": {kind: records[kind].get("stage_seconds") or 0.0 for kind in kinds},
+        "train_core_seconds": _total([row.get("cpu_time") for row in metrics["history"]]),
+        "analysis_core_seconds": {kind: records[kind].get("cpu_seconds") for kind in kinds},
     }
     record["values"] = _values(record, names)
     record["values"]["stability_ratio"] = _stability_ratio(run, record["values"]["top_eigenvalue"])
@@ -293,6 +295,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "created_by": created_by,
         "environment": {k: v for k, v in environment(ctx.device).items() if k != "argv"},
         "timing": _timing(runs, study),
+        "core_timing": _core_timing(runs, study),
         "data": {
             "dataset": profile.study.dataset,
             "display_name": DISPLAY_NAMES[profile.study.dataset],
@@ -331,7 +334,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "best": tuning["best"],
         "dinh": study["dinh"].get("rows", []),
         "dinh_info": dinh,
-        "interpolation": interp and {k: v for k, v in interp.items() if k not in ("inputs", "stage_seconds", "data")},
+        "interpolation": interp and {k: v for k, v in interp.items() if k not in ("inputs", "stage_seconds", "cpu_seconds", "data")},
         "original_study": facts.original_study(profile, runs),
         "limitations": facts.limitations(profile, runs, len(training.split.y)),
     }
@@ -362,6 +365,23 @@ def _timing(runs: list[dict], study: dict[str, dict]) -> dict[str, float]:
     for kind, record in study.items():
         timing[kind] = record.get("stage_seconds") or 0.0
     timing["total"] = sum(timing.values())
+    return timing
+
+
+def _total(values: list[float | None]) -> float | None:
+    """The sum, or None when a value was not recorded (results cached before CPU time was kept)."""
+    return None if any(v is None for v in values) else float(sum(values))
+
+
+def _core_timing(runs: list[dict], study: dict[str, dict]) -> dict[str, float | None]:
+    """Core-seconds (process CPU time) per stage, keyed like `timing`: what the work cost whatever
+    else ran on the machine. A stage reads None when some of its results predate the record."""
+    timing = {"train": _total([r["train_core_seconds"] for r in runs])}
+    for kind in pipeline.ANALYSES:
+        timing[kind] = _total([r["analysis_core_seconds"][kind] for r in runs if kind in r["analysis_core_seconds"]])
+    for kind, record in study.items():
+        timing[kind] = record.get("cpu_seconds")
+    timing["total"] = _total(list(timing.values()))
     return timing
 
 

@@ -476,9 +476,10 @@ def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
             inputs = study_inputs(ctx, kind)
             if is_current(ctx, study_path(ctx, kind), inputs):
                 continue
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             values = _dinh(ctx) if kind == "dinh" else _interpolation(ctx)
-            record = {**values, "inputs": inputs, "stage_seconds": time.perf_counter() - started}
+            record = {**values, "inputs": inputs, "stage_seconds": time.perf_counter() - started,
+                      "cpu_seconds": time.process_time() - cpu}
             write_json(study_path(ctx, kind), finite_or_none(record))
             print(f"minima: study {kind} in {record['stage_seconds']:.1f} s", file=sys.stderr)
 

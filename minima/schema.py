@@ -151,6 +151,8 @@ class Run(_Open):
     history: History
     train_seconds: float
     analysis_seconds: dict[str, float]  # per analysis stage
+    train_core_seconds: float | None = None  # process CPU time; None: not recorded (older results)
+    analysis_core_seconds: dict[str, float | None] = {}  # per analysis stage, as train_core_seconds
     values: dict[str, Number]  # every quantity the statistics rank, flat
 
     @property
@@ -581,6 +583,7 @@ class Summary(_Open):
     original_study: OriginalStudy
     limitations: Limitations
     timing: dict[str, float]  # seconds per stage, and their total
+    core_timing: dict[str, float | None] | None = None  # core-seconds (CPU time) per stage, keyed like timing
     environment: Environment
     replication: Replication | None = None  # several datasets (a replication profile)
 

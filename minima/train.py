@@ -25,7 +25,7 @@ removed. metrics.json: {"status": "running" | "ok" | "diverged", "converged", "e
 "train_loss"/"train_accuracy" (means over the epoch's minibatches), "full_train_loss"/
 "full_train_accuracy" (whole training set at the epoch's end), "test_loss"/"test_accuracy"
 (every `test_every` epochs, else null), "gradient_norm" (mean minibatch gradient norm), "lr",
-"wall_time" (training only), "models_in_step"}, "final": full training, test and validation
+"wall_time" (training only), "cpu_time" (its process CPU seconds), "models_in_step"}, "final": full training, test and validation
 loss and accuracy (validation: None without a validation set), `weight_norm` ||w||_2, `distance_from_init` ||w - w0||_2 and per-layer weight norms
 at the saved weights}. Non-finite numbers are written as null.
 
@@ -272,13 +272,14 @@ def _train_group(
         label = first.label if len(active) == 1 else f"{config.name} x{len(active)}"
         with tqdm(total=n_batches, desc=f"{label} epoch {epoch}/{settings.max_epochs}", unit="batch",
                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True) as bar:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             new_params, new_state, stats = run_epoch(config, model, params, state, active, data, settings, bar)
             ok = (torch.isfinite(stats.loss_sum) & _all_finite(new_params)).tolist()
-            wall = time.perf_counter() - started
+            # the process's CPU time beside the wall clock: core-seconds, which a shared machine inflates less
+            wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
         finished: dict[int, int | None] = {}  # position in the stack -> diverged epoch (None: stopped)
         for k, run in enumerate(active):
-            entry = _history_entry(epoch, k, stats, ok[k], model, new_params, data, settings, config, wall)
+            entry = _history_entry(epoch, k, stats, ok[k], model, new_params, data, settings, config, wall, cpu)
             run.history.append(entry)
             fitted = entry["full_train_loss"] is not None and entry["full_train_loss"] <= settings.stop_loss
             if fitted and run.epochs_to_fit is None:
@@ -313,7 +314,7 @@ def _train_group(
     return done
 
 
-def _history_entry(epoch, k, stats, ok, model, params, data, settings, config, wall) -> dict[str, Any]:
+def _history_entry(epoch, k, stats, ok, model, params, data, settings, config, wall, cpu) -> dict[str, Any]:
     full_loss = full_accuracy = test_loss = test_accuracy = None
     if ok:
         weights = _single(params, k)
@@ -333,6 +334,7 @@ def _history_entry(epoch, k, stats, ok, model, params, data, settings, config, w
         "gradient_norm": io.finite_or_none(stats.gradient_norm_sum[k].item() / stats.batches),
         "lr": config.lr,
         "wall_time": wall,
+        "cpu_time": cpu,
         "models_in_step": len(stats.correct),
     }
 

@@ -20,7 +20,8 @@ from minima.schema import Summary
 
 RUN_FIELDS = ("run", "configuration", "dataset", "model", "optimizer", "seed", "status", "converged", "epochs",
               "epochs_to_fit", "stop_reason", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-              "test_accuracy", "generalization_gap", "gap_stderr", "weight_norm", "distance_from_init")
+              "test_accuracy", "generalization_gap", "gap_stderr", "weight_norm", "distance_from_init",
+              "train_seconds", "train_core_seconds")
 CLAIM_FIELDS = ("id", "source", "claim", "test", "statistic", "unit", "value", "ci95", "n_clusters", "n", "method",
                 "p", "p_min", "p_holm", "verdict", "reason", "rule_kind", "rule", "note")
 
@@ -35,14 +36,19 @@ def _cell(value: Any) -> Any:
 
 
 def run_rows(summary: Summary) -> tuple[list[str], list[dict[str, Any]]]:
-    """(columns, rows): the run's own fields, then every varied hyperparameter, then every value the
+    """(columns, rows): the run's own fields (its training's wall and core-seconds among them), each
+    analysis stage's wall and core-seconds, then every varied hyperparameter, then every value the
     statistics rank (measures, baselines, targets); every dataset's runs (the `dataset` column) when
     the profile is a replication."""
     runs = [run for study in summary.studies() for run in study.runs]
     hyper = list(dict.fromkeys(k for r in runs for k in r.hyperparameters))
     values = list(dict.fromkeys(k for r in runs for k in r.values))
-    columns = [*RUN_FIELDS, *(f"hyperparameters.{k}" for k in hyper), *(f"values.{k}" for k in values)]
+    stages = list(dict.fromkeys(k for r in runs for k in r.analysis_seconds))
+    columns = [*RUN_FIELDS, *(f"analysis_seconds.{k}" for k in stages), *(f"analysis_core_seconds.{k}" for k in stages),
+               *(f"hyperparameters.{k}" for k in hyper), *(f"values.{k}" for k in values)]
     rows = [{**{f: getattr(r, f) for f in RUN_FIELDS},
+             **{f"analysis_seconds.{k}": r.analysis_seconds.get(k) for k in stages},
+             **{f"analysis_core_seconds.{k}": r.analysis_core_seconds.get(k) for k in stages},
              **{f"hyperparameters.{k}": r.hyperparameters.get(k) for k in hyper},
              **{f"values.{k}": r.values.get(k) for k in values}} for r in runs]
     return columns, rows

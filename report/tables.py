@@ -329,5 +329,21 @@ def environment(summary: Summary) -> list[tuple[str, str]]:
     return [(ENVIRONMENT_NAMES.get(k, k), formats.value_text(v)) for k, v in summary.environment]
 
 
-def timing(summary: Summary) -> list[tuple[str, str]]:
-    return [(stage, formats.duration(seconds)) for stage, seconds in summary.timing.items()]
+def _runs_in(summary: Summary, stage: str) -> int:
+    """How many runs a stage's time is spread over: every run for training and the total, the runs
+    that have the analysis for an analysis stage, none for a study part (Dinh, interpolation)."""
+    if stage in ("train", "total"):
+        return len(summary.runs)
+    return sum(stage in run.analysis_seconds for run in summary.runs)
+
+
+def timing(summary: Summary) -> list[tuple[str, str, str, str]]:
+    """Per stage: wall time (each run's stage added up), core-seconds (process CPU time), and
+    core-seconds per run: what one more run costs, whatever else shared the machine."""
+    core = summary.core_timing or {}
+    rows = []
+    for stage, seconds in summary.timing.items():
+        cpu, n = core.get(stage), _runs_in(summary, stage)
+        per_run = f"{formats.words_num(cpu / n, 2)} s" if cpu is not None and n else "–"
+        rows.append((stage, formats.duration(seconds), formats.duration(cpu), per_run))
+    return rows

@@ -3,6 +3,7 @@ oracles, a LeNet-5 with a small random batch, and one thread per test process.""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -14,9 +15,20 @@ from minima.objective import flatten, frozen_copy, loss_at, params_of, unflatten
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        # a pytest-xdist worker: the other workers hold the other cores, so every process this one
+        # starts runs torch on one thread (OpenMP threads that wait spinning on a busy core burn it)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     config.addinivalue_line("markers", "oracle: compares against an external library (PyHessian, curvlinops)")
     config.addinivalue_line("markers", "cuda: runs on a CUDA device (skipped without one; scripts/gpu_check.sh runs them)")
 
+
+
+@pytest.fixture(scope="session")
+def worker_id(request) -> str:
+    """pytest-xdist's worker name ("gw0", ...), or "master" in a run without workers (this
+    fixture stands in for xdist's own when xdist is not installed)."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +132,6 @@ def symmetric():
 
 # ---- the tiny study, built once per session, and a real summary for the report's tests ------------
 
-import os  # noqa: E402  (this section is self-contained)
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -129,19 +140,45 @@ from testkit import HAVE_VENV, NEEDS_VENV, REPO  # noqa: E402
 TINY_BUILD_TIMEOUT_S = 1800
 
 
-@pytest.fixture(scope="session")
-def tiny_build_root(tmp_path_factory) -> Path:
-    """The root of one `make all PROFILE=tiny` build (runs/, build/summary.json, build/figures,
-    build/report.*), made once per session in a temporary directory. The only tiny study the suite
-    trains: a test that changes a root, or needs one of its own, works on a copy
-    (`testkit.copy_study(tiny_build_root, tmp_path / "root")`), never on this one."""
-    if not HAVE_VENV:
-        pytest.skip(f"the tiny build {NEEDS_VENV}, or point MINIMA_TEST_SUMMARY at a summary.json")
-    root = tmp_path_factory.mktemp("tiny-build")
+def _build_tiny(root: Path) -> None:
     done = subprocess.run(["make", "-C", str(REPO), "all", "PROFILE=tiny", f"ROOT={root}"],
                           capture_output=True, text=True, timeout=TINY_BUILD_TIMEOUT_S)
     if done.returncode != 0:
-        pytest.fail(f"make all PROFILE=tiny failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"make all PROFILE=tiny failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def tiny_build_root(tmp_path_factory, worker_id) -> Path:
+    """The root of one `make all PROFILE=tiny` build (runs/, build/summary.json, build/figures,
+    build/report.*), made once per session in a temporary directory. The only tiny study the suite
+    trains: a test that changes a root, or needs one of its own, works on a copy
+    (`testkit.copy_study(tiny_build_root, tmp_path / "root")`), never on this one.
+
+    Under pytest-xdist the workers share it: the first to ask builds it in the session's common
+    temporary directory while holding a lock; the others wait on the lock and find it built (or
+    the first one's error, so a failed build is reported once per worker, not retried)."""
+    if not HAVE_VENV:
+        pytest.skip(f"the tiny build {NEEDS_VENV}, or point MINIMA_TEST_SUMMARY at a summary.json")
+    if worker_id == "master":
+        root = tmp_path_factory.mktemp("tiny-build")
+        try:
+            _build_tiny(root)
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        return root
+    from minima.io import locked
+
+    shared = tmp_path_factory.getbasetemp().parent  # one per session, common to its workers
+    root, done, failed = shared / "tiny-build", shared / "tiny-build.done", shared / "tiny-build.failed"
+    with locked(shared / "tiny-build.lock"):
+        if not done.exists() and not failed.exists():
+            try:
+                _build_tiny(root)
+                done.touch()
+            except RuntimeError as error:
+                failed.write_text(str(error))
+    if failed.exists():
+        pytest.fail(failed.read_text())
     return root
 
 

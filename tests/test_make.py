@@ -62,7 +62,7 @@ def _tests_in(path: Path) -> set[str]:
 def test_make_test_with_env_system_runs_the_suite_with_that_python(checkout, tmp_path, tiny_build_root):
     root = copy_study(tiny_build_root, tmp_path / "root", parts=("data",))  # `make test` prepares the data first
     junit = tmp_path / "io.xml"
-    done = _make(checkout, "test", f"TESTS=tests/test_io.py --junitxml={junit}", "PROFILE=tiny", f"ROOT={root}")
+    done = _make(checkout, "test", f"TESTS=tests/test_io.py --junitxml={junit}", "TEST_JOBS=1", "PROFILE=tiny", f"ROOT={root}")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"{sys.executable} -m pytest tests/test_io.py --junitxml={junit}" in done.stdout  # make's echo of its recipe
     # pytest's summary line, and its JUnit report: every test of test_io.py ran and passed

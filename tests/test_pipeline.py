@@ -29,8 +29,9 @@ def _cli(*args: str) -> int:
     return main([*args, "--no-progress"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def built(tiny_build_root):
+    """The session's tiny study (read only)."""
     return tiny_build_root
 
 
@@ -54,6 +55,24 @@ def test_make_all_builds_a_designed_study_and_its_report(built):
     assert json.loads((directory / "curvature.json").read_text())["data"]["n"] == 128  # a stratified subset, recorded
     assert (built / "build" / "report.md").read_text().count("|") > 100
     assert (built / "build" / "plan.json").exists() and (built / "build" / "plan.mk").exists()
+
+
+def test_core_seconds_per_stage_add_up_the_runs_records(built):
+    """summary.json's core_timing is the process CPU time each run recorded, stage by stage: the
+    figure a measurement-cost target is judged on, whatever else shared the machine."""
+    summary = load_summary(built / "build" / "summary.json")
+    core, runs = summary["core_timing"], built / "runs"
+    metrics = [json.loads((runs / r["run"] / "metrics.json").read_text()) for r in summary["runs"]]
+    assert core["train"] == pytest.approx(sum(h["cpu_time"] for m in metrics for h in m["history"]), rel=1e-12)
+    for kind in ("curvature", "sharpness", "landscape"):
+        records = [json.loads((runs / r["run"] / f"{kind}.json").read_text()) for r in summary["runs"]
+                   if (runs / r["run"] / f"{kind}.json").exists()]
+        assert records and core[kind] == pytest.approx(sum(rec["cpu_seconds"] for rec in records), rel=1e-12), kind
+        assert all(0 < rec["cpu_seconds"] for rec in records)
+    (dinh,) = (runs / "_study").glob("*dinh.json")
+    assert core["dinh"] == json.loads(dinh.read_text())["cpu_seconds"] > 0
+    assert set(core) == set(summary["timing"])
+    assert core["total"] == pytest.approx(sum(v for k, v in core.items() if k != "total"), rel=1e-12)
 
 
 def test_second_make_all_does_nothing(built, tmp_path):

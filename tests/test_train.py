@@ -143,8 +143,9 @@ def test_metrics_contract_and_skip(tmp_path):
     assert metrics["status"] == "ok" and metrics["diverged_epoch"] is None and metrics["epochs_completed"] == 2
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     keys = {"epoch", "train_loss", "train_accuracy", "full_train_loss", "full_train_accuracy", "test_loss",
-            "test_accuracy", "gradient_norm", "lr", "wall_time"}
+            "test_accuracy", "gradient_norm", "lr", "wall_time", "cpu_time"}
     assert all(keys <= set(h) for h in metrics["history"])
+    assert all(0 < h["cpu_time"] and 0 < h["wall_time"] for h in metrics["history"])
     assert all(h["lr"] == 0.002 and h["gradient_norm"] > 0 for h in metrics["history"])
     assert set(metrics["final"]) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "val_loss",
                                      "val_accuracy", "weight_norm", "distance_from_init", "layer_norms"}

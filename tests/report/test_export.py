@@ -26,6 +26,12 @@ def test_runs_csv_matches_the_summary(tiny_summary):
         assert _number(row["test_accuracy"]) == run["test_accuracy"]  # full precision, a fraction
         assert _number(row["val_accuracy"]) == run["val_accuracy"]
         assert _number(row["hyperparameters.lr"]) == run["hyperparameters"]["lr"]
+        assert _number(row["train_seconds"]) == pytest.approx(run["train_seconds"], rel=1e-15)
+        assert _number(row["train_core_seconds"]) == run.get("train_core_seconds")  # None: cached before it was kept
+        for stage, seconds in run["analysis_seconds"].items():
+            assert _number(row[f"analysis_seconds.{stage}"]) == pytest.approx(seconds, rel=1e-15)
+            core = (run.get("analysis_core_seconds") or {}).get(stage)
+            assert _number(row[f"analysis_core_seconds.{stage}"]) == (None if core is None else pytest.approx(core, rel=1e-15))
         for name, value in run["values"].items():
             assert _number(row[f"values.{name}"]) == (None if value is None else pytest.approx(value, rel=1e-15))
 

@@ -178,3 +178,16 @@ def test_the_session_summary_is_left_alone(tiny_summary):
     variants.edge_cases(tiny_summary)
     _all_text(tiny_summary)
     assert tiny_summary == before
+
+
+def test_timing_table_gives_core_seconds_per_run(tiny_summary):
+    s = copy.deepcopy(tiny_summary)
+    n = len(s["runs"])
+    s["timing"] = {"train": 100.0, "curvature": 50.0, "dinh": 3.0, "total": 153.0}
+    s["core_timing"] = {"train": 90.0, "curvature": None, "dinh": 2.5, "total": None}
+    rows = {row[0]: row[1:] for row in tables.timing(typed(s))}
+    assert rows["train"] == ("100.0 s", "90.0 s", f"{words_num(90.0 / n, 2)} s")
+    assert rows["curvature"] == ("50.0 s", "–", "–")  # results cached before CPU time was recorded
+    assert rows["dinh"] == ("3.0 s", "2.5 s", "–")  # a study part: not a per-run cost
+    del s["core_timing"]  # a summary written before core_timing existed still renders
+    assert all(row[2] == "–" for row in tables.timing(typed(s)))
