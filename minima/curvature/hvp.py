@@ -60,10 +60,9 @@ from torch.func import grad, grad_and_value, jvp, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from minima.io import MinimaError
-from minima.objective import Params, flatten, frozen_copy, loss_at, params_of, unflatten
+from minima.objective import CPU_CHUNK, Params, flatten, frozen_copy, loss_at, params_of, unflatten
 
 Chunk = tuple[torch.Tensor, torch.Tensor]
-CPU_CHUNK = 512
 LINEARIZE_MAX_SAMPLES = 16384
 PROGRAM_CACHE_SIZE = 8  # traced (primal, tangent) pairs kept per process
 

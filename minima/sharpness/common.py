@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pydantic import Field
 
-from minima.objective import Params, evaluate, frozen_copy, loss_at, unflatten
+from minima.objective import CPU_CHUNK, Params, evaluate, frozen_copy, loss_at, unflatten
 from minima.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, settings
 
 LossFn = Callable[[Params], torch.Tensor]  # differentiable scalar
@@ -74,7 +74,6 @@ class SharpnessSettings:
 # Samples per forward pass; above this the loss is checkpointed chunk by chunk so memory stays
 # bounded when a measure runs on the whole 60k training set.
 CHUNK = 5000
-CPU_CHUNK = 512
 
 
 @dataclass(frozen=True)
