@@ -358,31 +358,32 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     return summary
 
 
-def _timing(runs: list[dict], study: dict[str, dict]) -> dict[str, float]:
-    timing = {"train": sum(r["train_seconds"] for r in runs)}
-    for kind in pipeline.ANALYSES:
-        timing[kind] = sum(r["analysis_seconds"].get(kind, 0.0) for r in runs)
-    for kind, record in study.items():
-        timing[kind] = record.get("stage_seconds") or 0.0
-    timing["total"] = sum(timing.values())
-    return timing
-
-
 def _total(values: list[float | None]) -> float | None:
     """The sum, or None when a value was not recorded (results cached before CPU time was kept)."""
     return None if any(v is None for v in values) else float(sum(values))
 
 
+def _per_stage(runs: list[dict], study: dict[str, dict], train: str, analyses: str, part: str) -> dict[str, float | None]:
+    """Seconds per stage, added up over the runs (fields `train` and `analyses` of each run record,
+    `part` of each study part's record), and their total; None where some result lacks its figure."""
+    timing = {"train": _total([r[train] for r in runs])}
+    for kind in pipeline.ANALYSES:
+        timing[kind] = _total([r[analyses][kind] for r in runs if kind in r[analyses]])
+    for kind, record in study.items():
+        timing[kind] = record.get(part)
+    timing["total"] = _total(list(timing.values()))
+    return timing
+
+
+def _timing(runs: list[dict], study: dict[str, dict]) -> dict[str, float]:
+    """Wall seconds per stage (every result records them)."""
+    return _per_stage(runs, study, "train_seconds", "analysis_seconds", "stage_seconds")
+
+
 def _core_timing(runs: list[dict], study: dict[str, dict]) -> dict[str, float | None]:
     """Core-seconds (process CPU time) per stage, keyed like `timing`: what the work cost whatever
     else ran on the machine. A stage reads None when some of its results predate the record."""
-    timing = {"train": _total([r["train_core_seconds"] for r in runs])}
-    for kind in pipeline.ANALYSES:
-        timing[kind] = _total([r["analysis_core_seconds"][kind] for r in runs if kind in r["analysis_core_seconds"]])
-    for kind, record in study.items():
-        timing[kind] = record.get("cpu_seconds")
-    timing["total"] = _total(list(timing.values()))
-    return timing
+    return _per_stage(runs, study, "train_core_seconds", "analysis_core_seconds", "cpu_seconds")
 
 
 def write_summary(ctx: pipeline.Context, created_by: str | None) -> Path:
