@@ -51,9 +51,10 @@ step "environment"
   | tee -a "$OUT/environment.txt"
 
 # --small leaves out the bench's curvature section (PyHessian and curvlinops side by side: 40 of the
-# 54 s the three sections took at 128 images on 2 cores); tests/bench checks its rows on its own.
+# 54 s the three sections took at 128 images on 2 cores); tests/bench checks its rows on its own. Its
+# tests step runs one file (the suite that runs --small has run tests/curvature itself).
 if [ "$SMALL" = 1 ]; then
-  PROFILE=tiny SAMPLES=512 TESTS="tests/curvature/test_hvp.py tests/test_runtime.py" SECTIONS="--section measurement --section training"
+  PROFILE=tiny SAMPLES=512 TESTS="tests/test_runtime.py" SECTIONS="--section measurement --section training"
 else
   PROFILE=paper SAMPLES=60000 TESTS="tests/curvature tests/test_train.py tests/test_optimizers.py tests/test_runtime.py" SECTIONS=""
 fi

@@ -15,6 +15,15 @@ from minima.objective import flatten, frozen_copy, loss_at, params_of, unflatten
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and "MINIMA_PROGRAM_STORE" not in os.environ:
+        # traced Hessian-vector programs (minima.curvature.hvp.program_store): one store for the
+        # session, its workers and every process they start, never the user's ~/.cache
+        import shutil
+        import tempfile
+
+        store = tempfile.mkdtemp(prefix="minima-programs-")
+        os.environ["MINIMA_PROGRAM_STORE"] = store
+        config.add_cleanup(lambda: shutil.rmtree(store, ignore_errors=True))
     if hasattr(config, "workerinput"):
         # a pytest-xdist worker: the other workers hold the other cores, so every process this one
         # starts runs torch on one thread (OpenMP threads that wait spinning on a busy core burn it)

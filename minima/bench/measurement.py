@@ -9,7 +9,7 @@ processes held the cores, which the wall clock does. "Gradients" divides by the 
 loss-and-gradient pass on the same images (the sharpness measures' pass), measured here.
 
 The previous schedule is rebuilt from the same estimators with 5235d0d's choices: a separate
-gradient pass, the operator traced anew for every run (`_PROGRAMS` cleared), Lanczos checked
+gradient pass, the operator traced anew for every run (`_PROGRAMS` cleared, no store), Lanczos checked
 every second step and stopped at convergence, all `trace_probes` probes, every density probe a
 new Lanczos run, the balanced lambda_max from a random start; every sharpness measure computing
 its own starting point and PAC-Bayes sigma by bisection. The products themselves are the same
@@ -19,14 +19,18 @@ saved is the setup row (first operator in a process against the next).
 A run of the profile has a density (and a landscape) when the profile asks for one for it:
 `density_fraction` of the runs (one seed in two in `quick`), so the per-run rows average a run
 with and a run without a density by that fraction. The current schedule's runs find their
-program traced (the next run of a task); the trace a process's first operator pays is added per
-run over a task's `task_runs` runs (`make`'s TASK_RUNS, 9 by default: minima.paths.TASK_RUNS).
+program traced (the next run of a task); what a process's first operator pays, loading the program
+an earlier task traced and stored (`minima.curvature.hvp.program_store`), is added per run over a
+task's `task_runs` runs (`make`'s TASK_RUNS, 9 by default: minima.paths.TASK_RUNS). The one trace
+a study's first task pays is a row of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
+import tempfile
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator
@@ -63,6 +67,21 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@contextlib.contextmanager
+def _program_store(path: str) -> Iterator[None]:
+    """Traced programs kept in `path` ("": none) for the duration, and none in memory."""
+    previous = os.environ.get(hvp_module.PROGRAM_STORE_ENV)
+    os.environ[hvp_module.PROGRAM_STORE_ENV] = path
+    hvp_module._PROGRAMS.clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(hvp_module.PROGRAM_STORE_ENV, None)
+        else:
+            os.environ[hvp_module.PROGRAM_STORE_ENV] = previous
+
+
 def _cpu(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.process_time()
     out = fn()
@@ -84,7 +103,12 @@ def _row(work: str, implementation: str, seconds: float | None, gradient: float,
 def _previous_curvature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: CurvatureSettings, *,
                         with_density: bool, rescaling: torch.Tensor | None) -> tuple[dict[str, float], dict[str, int]]:
     """5235d0d's `measure`, rebuilt from today's estimators: CPU seconds and products per stage."""
-    hvp_module._PROGRAMS.clear()  # it traced every operator anew
+    with _program_store(""):  # it traced every operator anew, and kept no program between processes
+        return _previous_operator_stages(model, x, y, settings, with_density=with_density, rescaling=rescaling)
+
+
+def _previous_operator_stages(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: CurvatureSettings, *,
+                              with_density: bool, rescaling: torch.Tensor | None) -> tuple[dict[str, float], dict[str, int]]:
     local = frozen_copy(model)
     params = params_of(model)
     seconds, products = {}, {}
@@ -164,9 +188,14 @@ def _rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curvature: Curvatu
     w = flatten(problem.params)
     gradient = _best_cpu(lambda: flat_value_and_grad(problem.loss, w, problem.params), 5)
     forward = _best_cpu(lambda: evaluate(problem.model, problem.params, problem.x, problem.y), 5)
-    hvp_module._PROGRAMS.clear()
-    first_op = HessianOperator(problem.model, x, y, problem.params, chunk_size=curvature.chunk_size)
-    _, first_setup = _cpu(first_op.gradient)
+    def first_operator() -> float:
+        return _cpu(HessianOperator(problem.model, x, y, problem.params, chunk_size=curvature.chunk_size).gradient)[1]
+
+    with tempfile.TemporaryDirectory(prefix="minima-bench-programs-") as store:
+        with _program_store(store):
+            first_setup = first_operator()  # traced (and stored)
+        with _program_store(store):
+            first_stored = first_operator()  # the next process: loaded from the store
     op = HessianOperator(problem.model, x, y, problem.params, chunk_size=curvature.chunk_size)
     _, setup = _cpu(op.gradient)
     v = torch.randn(op.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device=device, dtype=dtype)
@@ -176,8 +205,10 @@ def _rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curvature: Curvatu
         _row(f"one forward pass (loss and accuracy), {n} images", CURRENT, forward, gradient),
         _row(f"one Hessian-vector product, {n} images", CURRENT, product, gradient, products=1,
              note="linearized: replays the tangent part of the traced jvp(grad)"),
-        _row("operator setup: trace, split, primal pass (gives the gradient)", "first operator in a process",
-             first_setup, gradient, note="traced with fake tensors"),
+        _row("operator setup: trace, split, primal pass (gives the gradient)", "first operator in a process, traced",
+             first_setup, gradient, note="traced with fake tensors; once per store (a study's first task)"),
+        _row("operator setup: trace, split, primal pass (gives the gradient)", "first operator in a process, stored",
+             first_stored, gradient, note="the program loaded from the store (minima.curvature.hvp.program_store)"),
         _row("operator setup: trace, split, primal pass (gives the gradient)", "next operator (program kept)",
              setup, gradient, note="the primal pass alone"),
     ]
@@ -211,10 +242,11 @@ def _rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curvature: Curvatu
                              products=round(count, 1) if stage != "gradient" else None, note=note))
         curvature_total = density_fraction * sum(dense.values()) + (1 - density_fraction) * sum(plain.values())
         if schedule == CURRENT:
-            # a process's first operator traces the program: once per task of `task_runs` runs
-            first_trace = max(first_setup - setup, 0.0) / task_runs
-            rows.append(_row("curvature: first trace in a process (per run)", schedule, first_trace, gradient,
-                             note=f"({first_setup:.3g} - {setup:.3g}) s over a task's {task_runs} runs"))
+            # a process's first operator loads the program traced by an earlier task (the store's
+            # one trace per study is left out): once per task of `task_runs` runs
+            first_trace = max(first_stored - setup, 0.0) / task_runs
+            rows.append(_row("curvature: first operator in a process (per run)", schedule, first_trace, gradient,
+                             note=f"({first_stored:.3g} - {setup:.3g}) s over a task's {task_runs} runs; program from the store"))
             curvature_total += first_trace
         best_sharp = _best(sharp[schedule])
         for name, seconds in best_sharp.items():

@@ -37,7 +37,9 @@ the trace no longer computes a product), and returns the gradient and the loss b
 primal part then is one gradient pass per chunk, so the curvature stage gets the gradient norm
 for free. Traced programs are kept per process, keyed by the model's structure and the chunk's
 shape, dtype and device (`_PROGRAMS`): the next operator on a network of the same architecture
-(the next run of a task, each of Dinh's rescalings) only re-evaluates the primal part. Measured
+(the next run of a task, each of Dinh's rescalings) only re-evaluates the primal part. They are
+also kept on disk (`program_store`: ~/.cache/minima/programs, or $MINIMA_PROGRAM_STORE), so
+the next process loads a program in 0.04 s instead of tracing it. Measured
 on 1,024 images, one thread, CPU seconds to build an operator and take its first product: 1.0 s
 before (a real trace per operator), now 0.9 s the first time in a process and 0.25-0.33 s after.
 
@@ -47,11 +49,17 @@ torch tensor is one, this operator the other.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import operator
+import os
+import pickle
+import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Hashable
 
 import torch
@@ -59,12 +67,14 @@ from torch import fx, nn
 from torch.func import grad, grad_and_value, jvp, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from minima.io import MinimaError
+from minima import objective
+from minima.io import MinimaError, write_bytes
 from minima.objective import CPU_CHUNK, Params, flatten, frozen_copy, loss_at, params_of, unflatten
 
 Chunk = tuple[torch.Tensor, torch.Tensor]
 LINEARIZE_MAX_SAMPLES = 16384
 PROGRAM_CACHE_SIZE = 8  # traced (primal, tangent) pairs kept per process
+PROGRAM_STORE_ENV = "MINIMA_PROGRAM_STORE"  # where traced programs outlive their process ("": nowhere)
 
 
 @dataclass(frozen=True)
@@ -270,6 +280,19 @@ def _program(model: nn.Module, like: Params, xc: torch.Tensor, yc: torch.Tensor)
     if key is not None and key in _PROGRAMS:
         _PROGRAMS.move_to_end(key)
         return _PROGRAMS[key]
+    stored = _stored_path(model, key)
+    program = _load(stored, len(like))
+    if program is None:
+        program = _trace(model, like, xc, yc, real=key is None)
+        _save(stored, program)
+    if key is not None:
+        _PROGRAMS[key] = program
+        while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
+            _PROGRAMS.popitem(last=False)
+    return program
+
+
+def _trace(model: nn.Module, like: Params, xc: torch.Tensor, yc: torch.Tensor, *, real: bool) -> _Program:
     names, n = tuple(like), len(like)
 
     def chunk_hvp(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -287,15 +310,70 @@ def _program(model: nn.Module, like: Params, xc: torch.Tensor, yc: torch.Tensor)
     # fake tracing under jvp(grad) rejects). A failed trace is not retried: it can leave
     # forward-mode AD state behind, and a model whose control flow depends on data values was
     # never traceable here (a real trace would bake one chunk's branch into every chunk's program)
-    traced = make_fx(chunk_hvp, tracing_mode="real" if key is None else "fake")(*example)
+    traced = make_fx(chunk_hvp, tracing_mode="real" if real else "fake")(*example)
     _drop_zero_terms(traced.graph)
     traced.recompile()
-    program = _split_at_vector(traced, n)
-    if key is not None:
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
-            _PROGRAMS.popitem(last=False)
-    return program
+    return _split_at_vector(traced, n)
+
+
+# ---- traced programs kept on disk, so a task's process does not trace again -----------------------
+# Tracing imports torch's compiler stack (make_fx loads torch._inductor, torch._dynamo and sympy:
+# about 900 modules, 2 s of CPU) and traces (0.2-0.6 s): the first operator of every task process
+# paid it, 0.23 s per run of the quick study (TASK_RUNS = 9). A stored program is a pickled pair of
+# GraphModules (about 20 kB), unpickled in 0.04 s without those imports; its products are the traced
+# program's, bit for bit (tests/curvature/test_hvp.py).
+
+
+def program_store() -> Path | None:
+    """The directory of stored programs: $MINIMA_PROGRAM_STORE ("" keeps none), else
+    $XDG_CACHE_HOME/minima/programs, else ~/.cache/minima/programs."""
+    given = os.environ.get(PROGRAM_STORE_ENV)
+    if given is not None:
+        return Path(given) if given else None
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "minima" / "programs"
+
+
+def _stored_path(model: nn.Module, key: Hashable | None) -> Path | None:
+    """The file of this key's program: a digest of everything a trace depends on across processes,
+    the in-process key (model, attributes, shapes, strides, dtypes, device) written out, the torch
+    and Python versions, and the source of the code traced (this module, the loss, and the file of
+    every module class of the model that is not torch's own, whose code torch's version names).
+    None when there is no store, no key, or a class without a source file."""
+    store = program_store()
+    if store is None or key is None:
+        return None
+    try:
+        files = {Path(__file__), Path(objective.__file__)}
+        files |= {Path(inspect.getsourcefile(type(m))) for m in model.modules() if not type(m).__module__.startswith("torch.")}
+        digest = hashlib.sha256(f"{key!r}|{torch.__version__}|{sys.version}".encode())
+        for path in sorted(files):
+            digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    except (TypeError, OSError):
+        return None
+    return store / f"hvp-{digest.hexdigest()[:40]}.pkl"
+
+
+def _load(path: Path | None, n_params: int) -> _Program | None:
+    """The stored program, or None: absent, unreadable, or not a program of n_params parameters
+    (a corrupt file is traced anew and overwritten)."""
+    if path is None:
+        return None
+    try:
+        program = pickle.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001  (a truncated or foreign pickle raises anything)
+        return None
+    return program if isinstance(program, _Program) and program.n_params == n_params else None
+
+
+def _save(path: Path | None, program: _Program) -> None:
+    """Store the program atomically; a store that cannot be written only means tracing again."""
+    if path is None:
+        return
+    try:
+        write_bytes(path, pickle.dumps(program))
+    except (MinimaError, pickle.PicklingError, TypeError, AttributeError):
+        pass
 
 
 _aten = torch.ops.aten

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -23,10 +25,14 @@ def test_both_schedules_cost_rows_on_a_tiny_lenet():
     sharpness = SharpnessSettings(epsilon_steps=2, adaptive_steps=2, average_samples=2, pacbayes_samples=2, pacbayes_iters=3,
                                   msharp_rhos_linf=(0.01,), msharp_rhos_l2=(0.5,), msharp_m=8, msharp_points=16, msharp_steps=2)
     landscape = LandscapeSettings(n_samples=12, points_1d=3, points_2d=2, interp_points=2)
+    store = os.environ.get("MINIMA_PROGRAM_STORE")
     rows = bench_measurement(model, x, y, curvature=curvature, sharpness=sharpness, landscape=landscape, density_fraction=0.5,
                              rescaling=flatten(rescaling_factors(params, balancing_scales(params))), device="cpu",
                              dtype=torch.float64, reps=1)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert os.environ.get("MINIMA_PROGRAM_STORE") == store  # its own stores were temporary
+    setups = {r["implementation"] for r in rows if r["work"].startswith("operator setup")}
+    assert setups == {"first operator in a process, traced", "first operator in a process, stored", "next operator (program kept)"}
     assert all({"work", "implementation", "seconds", "gradients", "products", "ratio_vs_ours", "note"} <= set(r) for r in rows)
     for schedule in (PREVIOUS, CURRENT):
         works = {r["work"] for r in rows if r["implementation"] == schedule}

@@ -231,3 +231,108 @@ def test_the_replayed_program_has_no_zero_terms(lenet):
     for part, absent in ((program.primal, gone), (program.tangent, gone | {aten.zeros_like.default})):
         targets = {node.target for node in part.graph.nodes if node.op == "call_function"}
         assert not targets & absent  # (the primal's one zeros_like is nll_loss's scatter target)
+
+
+# ---- programs stored between processes ------------------------------------------------------------
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+_IN_A_FRESH_PROCESS = """
+import json, sys, torch
+from minima.curvature.hvp import HessianOperator
+from minima.models import build_model
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(24, 1, 28, 28, generator=g, dtype=torch.float64), torch.randint(0, 10, (24,), generator=g)
+op = HessianOperator(build_model("modern", seed=0, dtype=torch.float64), x, y, chunk_size=12, linearize=True)
+v = torch.randn(op.shape[0], generator=g, dtype=torch.float64)
+print(json.dumps({"product": (op @ v).tolist()[:50], "gradient": op.gradient()[0].tolist()[:50],
+                  "compiler_loaded": "torch._dynamo" in sys.modules}))
+"""
+
+
+def _fresh_process(store: Path) -> dict:
+    import os
+
+    env = {**os.environ, "MINIMA_PROGRAM_STORE": str(store), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _IN_A_FRESH_PROCESS], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_a_stored_program_serves_the_next_process_bit_for_bit(tmp_path):
+    """The first process traces and stores the program; the next loads it, without importing
+    torch's compiler stack, and its gradient and products are the first one's exactly."""
+    store = tmp_path / "store"
+    first = _fresh_process(store)
+    assert first["compiler_loaded"] and len(list(store.glob("hvp-*.pkl"))) == 1
+    second = _fresh_process(store)
+    assert not second["compiler_loaded"]
+    assert second["product"] == first["product"] and second["gradient"] == first["gradient"]
+
+
+@pytest.fixture
+def no_programs_in_memory(monkeypatch):
+    from minima.curvature import hvp as H
+
+    monkeypatch.setattr(H, "_PROGRAMS", OrderedDict())
+    return H
+
+
+def _product(problem, chunk_size=10):
+    op = HessianOperator(problem.model, problem.x, problem.y, chunk_size=chunk_size, linearize=True)
+    return op @ _operand(op.shape[0], None)
+
+
+def test_a_corrupt_stored_program_is_traced_again_and_replaced(cnn, tmp_path, monkeypatch, no_programs_in_memory):
+    H = no_programs_in_memory
+    monkeypatch.setenv(H.PROGRAM_STORE_ENV, str(tmp_path))
+    expected = _product(cnn)
+    (stored,) = tmp_path.glob("hvp-*.pkl")
+    for garbage in (b"", b"\x80\x04not a pickle", json.dumps({"n_params": 4}).encode()):
+        stored.write_bytes(garbage)
+        H._PROGRAMS.clear()
+        torch.testing.assert_close(_product(cnn), expected, rtol=0, atol=0)
+        assert isinstance(H._load(stored, len(list(cnn.model.parameters()))), H._Program)  # rewritten whole
+
+
+@pytest.mark.parametrize("store", ["", "a file"])
+def test_no_store_or_an_unwritable_one_only_means_tracing(cnn, tmp_path, monkeypatch, no_programs_in_memory, store):
+    H = no_programs_in_memory
+    if store:
+        (tmp_path / "a file").write_text("in the way")
+        store = str(tmp_path / "a file" / "programs")
+    monkeypatch.setenv(H.PROGRAM_STORE_ENV, store)
+    plain = HessianOperator(cnn.model, cnn.x, cnn.y, chunk_size=10, linearize=False)
+    torch.testing.assert_close(_product(cnn), plain @ _operand(plain.shape[0], None), rtol=1e-10, atol=1e-12)
+    assert [p.name for p in tmp_path.iterdir()] == (["a file"] if store else [])
+
+
+def test_the_stored_program_is_named_by_the_model_code_and_the_chunk(tmp_path, monkeypatch, no_programs_in_memory):
+    """A change to the model's source file, or another chunk shape, names another file: a program
+    traced from older code is never loaded for newer code."""
+    H = no_programs_in_memory
+    monkeypatch.setenv(H.PROGRAM_STORE_ENV, str(tmp_path / "store"))
+    source = tmp_path / "net_under_test.py"
+    source.write_text("import torch\nclass Net(torch.nn.Linear):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    net = importlib.import_module("net_under_test").Net(3, 2).double()
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1] * 3)
+    like = params_of(net)
+    key = H._structure_key(net, like, x, y)
+    path = H._stored_path(net, key)
+    assert path.parent == tmp_path / "store" and path == H._stored_path(net, key)
+    assert H._stored_path(net, H._structure_key(net, like, x[:4], y[:4])) != path
+    source.write_text(source.read_text() + "# edited\n")
+    assert H._stored_path(net, key) != path
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    monkeypatch.delenv(H.PROGRAM_STORE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert H._stored_path(net, key).parent == tmp_path / "xdg" / "minima" / "programs"
