@@ -8,6 +8,7 @@
 #   TASK_RUNS=N            runs per task at most (default 9: a configuration's seeds, with its
 #                          learning-rate siblings); TASK_RUNS=1 gives the finest tasks for clusters
 #   PROGRESS=0             plain log lines instead of progress bars (bars show only on a terminal)
+#   PDF=0                  the report as Markdown and LaTeX source, without running LaTeX (default 1: the PDF too)
 #   ROOT=dir               where runs/, build/ and data/ live (default: here)
 #   PROFILE and ROOT are taken literally: spaces, quotes, `$`, non-ASCII letters are part of the path
 SHELL := /bin/bash
@@ -15,6 +16,7 @@ PROFILE ?= auto
 ENV ?= venv
 EXECUTOR ?= local
 PROGRESS ?= 1
+PDF ?= 1
 PYTHON ?= python3
 VENV := .venv
 STAMPS := .stamps
@@ -42,6 +44,9 @@ READY := $(STAMPS)/venv
 else
 $(error ENV must be venv or system, got '$(ENV)')
 endif
+ifeq ($(filter 0 1,$(PDF)),)
+$(error PDF must be 0 or 1, got '$(PDF)')
+endif
 MINIMA := $(PY) -m minima
 
 .PHONY: all report test bench setup venv check-env tex fashion data clean distclean help
@@ -49,12 +54,12 @@ MINIMA := $(PY) -m minima
 # summary.json from the cached results, then the report from it (`make all` ends with this too)
 define RENDER
 	$(MINIMA) summarize --profile "$$MINIMA_PROFILE" --created-by $(CREATED_BY)
-	$(PY) -m report --summary "$$MINIMA_ROOT/build/summary.json" --figures "$$MINIMA_ROOT/build/figures" --out "$$MINIMA_ROOT/build"
+	$(PY) -m report --summary "$$MINIMA_ROOT/build/summary.json" --figures "$$MINIMA_ROOT/build/figures" --out "$$MINIMA_ROOT/build"$(if $(filter 0,$(PDF)), --no-pdf)
 endef
 
 # fashion: Fashion-MNIST from Debian's package, best effort (a no-op once installed): the
 # `fashion` and `replicate` profiles need it, and a profile that lacks it stops with one line
-all: $(READY) tex fashion
+all: $(READY) $(if $(filter 1,$(PDF)),tex) fashion
 	$(MINIMA) plan --profile "$$MINIMA_PROFILE" --task-runs $(TASK_RUNS)
 	$(MINIMA) execute --profile "$$MINIMA_PROFILE" --executor $(EXECUTOR) --jobs $(JOBS)
 	$(RENDER)
@@ -126,6 +131,7 @@ help:
 	@echo "make all EXECUTOR=slurm    run the plan on SLURM through dask-jobqueue (your jobqueue.yaml)"
 	@echo "make all JOBS=N            N tasks (or workers) at once (default: one per core)"
 	@echo "make all PROGRESS=0        plain log lines, no progress bars"
+	@echo "make all PDF=0             the report without running LaTeX (Markdown and report.tex)"
 	@echo "make all ROOT=dir          keep runs/, build/, data/ under dir (PROFILE and ROOT are taken literally)"
 	@echo "make report                re-render the report from cached results (never trains)"
 	@echo "make test                  run the test suite (pytest-xdist: one worker per core; TEST_JOBS=1: one process)"

@@ -58,7 +58,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 def make_command(profile: Path, root: Path, *variables: str) -> list[str]:
     # ENV=system with this interpreter: driver, workers and tasks all run the Python under test.
     return ["timeout", "-k", "10", str(MAKE_TIMEOUT), "make", "--no-print-directory", "-C", str(REPO), "all",
-            "ENV=system", f"PYTHON={PY}", f"PROFILE={profile}", f"ROOT={root}", *variables]
+            "ENV=system", f"PYTHON={PY}", f"PROFILE={profile}", f"ROOT={root}", "PDF=0", *variables]
 
 
 def make_all(profile: Path, root: Path, env: dict, *variables: str) -> subprocess.CompletedProcess:

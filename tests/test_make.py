@@ -43,7 +43,7 @@ def test_make_all_with_env_system_uses_that_python_and_makes_no_venv(checkout, t
     (run,) = [r for r in summary["runs"] if r["optimizer"] == "sgd_momentum" and r["seed"] == 1
               and r["hyperparameters"]["batch_size"] == 64]
     shutil.rmtree(root / "runs" / run["run"])
-    done = _make(checkout, "all", "PROFILE=tiny", f"ROOT={root}", "PROGRESS=0")
+    done = _make(checkout, "all", "PROFILE=tiny", f"ROOT={root}", "PROGRESS=0", "PDF=0")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert not (checkout / ".venv").exists() and "pip install" not in done.stdout
     assert f"{sys.executable} -m minima execute --profile" in done.stdout  # make's echo of its recipe
@@ -52,6 +52,13 @@ def test_make_all_with_env_system_uses_that_python_and_makes_no_venv(checkout, t
     assert (root / "runs" / run["run"] / "model.pt").exists()
     assert (root / "build" / "summary.json").exists() and (root / "build" / "report.md").exists()
     assert "minima: environment ok" in done.stdout
+    assert "--no-pdf" in done.stdout and not (root / "build" / "report.pdf").exists()  # PDF=0
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2"])
+def test_a_bad_pdf_value_stops_make_in_one_line(value):
+    done = subprocess.run(["make", "-n", "-C", str(REPO), "all", f"PDF={value}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and f"PDF must be 0 or 1, got '{value}'" in done.stderr
 
 
 def _tests_in(path: Path) -> set[str]:

@@ -224,7 +224,7 @@ def test_two_concurrent_make_all_train_each_run_once(tmp_path):
     profile = derived_profile("tiny", tmp_path / "two.toml", **LIGHT_ANALYSES, optimizers=["sgd", "sam"], interpolate=[],
                               optimizer={"sgd_momentum": None}, train={"batch_size": 64})  # training as in tiny: 8 epochs
     root = tmp_path / "root"
-    command = ["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=1"]
+    command = ["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=1", "PDF=0"]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outs = [p.communicate(timeout=900) for p in (first, second)]
@@ -234,6 +234,7 @@ def test_two_concurrent_make_all_train_each_run_once(tmp_path):
         for name in ("sgd lr 0.1 seed", "sam lr 0.05 seed"):
             assert logs.count(f"{name} {seed} epoch 1/") == 1, (name, seed)
     assert len(load_summary(root / "build" / "summary.json")["runs"]) == 4
+    assert (root / "build" / "report.md").is_file() and not (root / "build" / "report.pdf").exists()  # PDF=0
 
 
 # ---- the CLI's handling of bad input -------------------------------------------------------------
@@ -369,7 +370,7 @@ def capped(tmp_path_factory) -> Path:
     profile, root = base / "profiles" / f"capped {HOSTILE_NAME}.toml", base / f"root {HOSTILE_NAME}"
     profile.parent.mkdir()
     profile.write_text(stated.CAPPED)
-    done = subprocess.run(["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=2", "PROGRESS=0"],
+    done = subprocess.run(["make", "-C", str(REPO), "all", f"PROFILE={profile}", f"ROOT={root}", "JOBS=2", "PROGRESS=0", "PDF=0"],
                           capture_output=True, text=True, cwd=base, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     return root
@@ -383,10 +384,11 @@ def test_paths_with_spaces_dollars_quotes_and_unicode_are_data(capped):
     assert sorted(p.name for p in capped.iterdir()) == ["build", "data", "runs"]
     assert len([p for p in (capped / "runs").iterdir() if p.name != "_study"]) == 18
     assert (capped / "build" / "report.md").is_file() and (capped / "build" / "summary.json").is_file()
+    assert (capped / "build" / "report.tex").is_file() and not (capped / "build" / "report.pdf").exists()  # PDF=0
     for where in (REPO, base, capped):
         assert not (where / "PWN").exists(), where
     profile = base / "profiles" / f"capped {HOSTILE_NAME}.toml"
-    done = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={capped}"],
+    done = subprocess.run(["make", "-C", str(REPO), "report", f"PROFILE={profile}", f"ROOT={capped}", "PDF=0"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = load_summary(capped / "build" / "summary.json")
