@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
         description="Which minima do optimizers find, how sharp are they, and does sharpness predict generalization?",
         epilog="Profiles: quick (CPU default), paper (GPU default), seed (the original study), fashion (quick's design on "
         "Fashion-MNIST), replicate (quick and fashion in one plan, summary and report), tiny (tests), or a .toml path. "
-        "`make all PROFILE=...` runs every stage in order.",
+        "`make all PROFILE=...` runs every stage in order. Traced Hessian-vector programs are kept between processes in "
+        "~/.cache/minima/programs ($MINIMA_PROGRAM_STORE names another directory; set to empty: none kept).",
     )
     top.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     sub = top.add_subparsers(dest="stage", required=True, metavar="STAGE")

@@ -291,6 +291,7 @@ def test_cli_help_lists_every_stage():
     assert result.returncode == 0
     for stage in ("data", "plan", "train", "curvature", "sharpness", "landscape", "study", "execute", "summarize", "check", "bench"):
         assert stage in result.stdout
+    assert "$MINIMA_PROGRAM_STORE" in " ".join(result.stdout.split())  # where traced programs are kept
 
 
 def test_corrupt_summary_is_one_line_for_the_report(tmp_path):
