@@ -10,7 +10,7 @@
 # and writes every result (JSON, Markdown, logs, timings) into one output folder.
 #
 # Usage: scripts/gpu_check.sh --out DIR [--wheels DIR] [--small] [--samples N]
-#   --small   a CPU-sized cut of every step, the bench without its curvature section (the test suite runs it)
+#   --small   a CPU-sized cut of every step, the bench's measurement section alone (the test suite runs it)
 #   --samples N  the bench on N training images (default: 60000, or 512 with --small)
 #   PYTHON=...  the interpreter to use (default: python3)
 # Results already under DIR/root (runs/, data/) are reused: the profile step trains only what is missing.
@@ -50,11 +50,12 @@ step "environment"
 "$PY" -c "import torch, json; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}))" \
   | tee -a "$OUT/environment.txt"
 
-# --small leaves out the bench's curvature section (PyHessian and curvlinops side by side: 40 of the
-# 54 s the three sections took at 128 images on 2 cores); tests/bench checks its rows on its own. Its
-# tests step runs one file (the suite that runs --small has run tests/curvature itself).
+# --small benches the measurement section alone: the curvature section (PyHessian and curvlinops
+# side by side) took 40 of the 54 s the three sections took at 128 images on 2 cores, the training
+# section 16 s of the remaining 30; tests/bench checks their rows on its own. Its tests step runs
+# one file (the suite that runs --small has run tests/curvature itself).
 if [ "$SMALL" = 1 ]; then
-  PROFILE=tiny SAMPLES=512 TESTS="tests/test_runtime.py" SECTIONS="--section measurement --section training"
+  PROFILE=tiny SAMPLES=512 TESTS="tests/test_runtime.py" SECTIONS="--section measurement"
 else
   PROFILE=paper SAMPLES=60000 TESTS="tests/curvature tests/test_train.py tests/test_optimizers.py tests/test_runtime.py" SECTIONS=""
 fi

@@ -15,7 +15,7 @@ BENCH_SAMPLES = 128
 
 def test_gpu_check_runs_end_to_end_on_cpu_with_small(tmp_path, tiny_build_root):
     """From a copy of the session's tiny study (less one run, trained again by the profile step),
-    the bench without its curvature section (--small; the full script benches every section)."""
+    the bench's measurement section alone (--small; the full script benches every section)."""
     if not HAVE_VENV:
         pytest.skip(NEEDS_VENV)
     out = tmp_path / "out"
@@ -30,7 +30,7 @@ def test_gpu_check_runs_end_to_end_on_cpu_with_small(tmp_path, tiny_build_root):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "gpu_check.json").read_text())
     assert result["profile"] == "tiny" and result["runs"] == 12 and result["tests_exit_status"] == 0
-    assert result["bench_sections"] == ["measurement", "training"] and result["measurement_headline"]  # --small
+    assert result["bench_sections"] == ["measurement"] and result["measurement_headline"]  # --small
     assert result["core_timing"]["total"] > 0
     for name in ("bench.json", "bench.md", "summary.json", "report.md", "tests.xml", "steps.log", "environment.txt"):
         assert (out / name).exists(), name
