@@ -34,6 +34,7 @@ import tempfile
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator
+from unittest import mock
 
 import torch
 from torch import nn
@@ -70,16 +71,9 @@ def _threads(n: int) -> Iterator[None]:
 @contextlib.contextmanager
 def _program_store(path: str) -> Iterator[None]:
     """Traced programs kept in `path` ("": none) for the duration, and none in memory."""
-    previous = os.environ.get(hvp_module.PROGRAM_STORE_ENV)
-    os.environ[hvp_module.PROGRAM_STORE_ENV] = path
     hvp_module._PROGRAMS.clear()
-    try:
+    with mock.patch.dict(os.environ, {hvp_module.PROGRAM_STORE_ENV: path}):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop(hvp_module.PROGRAM_STORE_ENV, None)
-        else:
-            os.environ[hvp_module.PROGRAM_STORE_ENV] = previous
 
 
 def _cpu(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -188,6 +182,7 @@ def _rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curvature: Curvatu
     w = flatten(problem.params)
     gradient = _best_cpu(lambda: flat_value_and_grad(problem.loss, w, problem.params), 5)
     forward = _best_cpu(lambda: evaluate(problem.model, problem.params, problem.x, problem.y), 5)
+
     def first_operator() -> float:
         return _cpu(HessianOperator(problem.model, x, y, problem.params, chunk_size=curvature.chunk_size).gradient)[1]
 

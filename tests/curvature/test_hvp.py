@@ -1,7 +1,15 @@
+import json
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
 import pytest
 import torch
 
 from device_params import DEVICES
+from testkit import REPO
 from minima.curvature.hvp import HessianOperator, _balanced_chunks
 from minima.objective import flatten, params_of
 
@@ -235,13 +243,6 @@ def test_the_replayed_program_has_no_zero_terms(lenet):
 
 # ---- programs stored between processes ------------------------------------------------------------
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from collections import OrderedDict  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
 _IN_A_FRESH_PROCESS = """
 import json, sys, torch
 from minima.curvature.hvp import HessianOperator
@@ -256,8 +257,6 @@ print(json.dumps({"product": (op @ v).tolist()[:50], "gradient": op.gradient()[0
 
 
 def _fresh_process(store: Path) -> dict:
-    import os
-
     env = {**os.environ, "MINIMA_PROGRAM_STORE": str(store), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", _IN_A_FRESH_PROCESS], env=env, capture_output=True, text=True,
                           timeout=300, cwd=REPO)
