@@ -17,7 +17,7 @@ the summary never pass through them: their marks would be taken literally by esc
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class Tex(str):
@@ -125,14 +125,22 @@ def _tex_run(run: str) -> str:
 
 def escape_tex(text: str, *, breakable: bool = False, ascii_table: dict[str, str] = _TEX_ASCII) -> str:
     """LaTeX source printing `text` literally; breakable adds line breaks after / _ - = etc."""
+    def chars(start: int, end: int) -> Iterator[str]:
+        return (_tex_char(text[i], breakable and not _inside_number(text, i), ascii_table) for i in range(start, end))
+
     pieces = []
     pos = 0
     for match in _SCRIPT_RUN.finditer(text):
-        pieces.extend(_tex_char(ch, breakable, ascii_table) for ch in text[pos : match.start()])
+        pieces.extend(chars(pos, match.start()))
         pieces.append(_tex_run(match.group()))
         pos = match.end()
-    pieces.extend(_tex_char(ch, breakable, ascii_table) for ch in text[pos:])
+    pieces.extend(chars(pos, len(text)))
     return "".join(pieces)
+
+
+def _inside_number(text: str, i: int) -> bool:
+    """A decimal point or a thousands comma between two digits (0.05, 1,024): never a line break."""
+    return text[i] in ".," and 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()
 
 
 _MD_SPECIAL = set("\\`*_[]<>|#~$&")

@@ -208,6 +208,12 @@ def tex_p(p: float | None) -> Tex:
     return Tex(r"\ensuremath{<}0.001" if p < P_FLOOR else f"{float(p):.3f}")
 
 
+def tex_p_is(p: float | None) -> Tex:
+    """A p-value with its relation, to follow "p": "= 0.188", or "< 0.001" below the floor."""
+    value = tex_p(p)
+    return value if not _missing(p) and p < P_FLOOR else Tex("= " + value)
+
+
 def tex_yesno(flag: bool | None) -> Tex:
     return _TEX_NA if flag is None else Tex(yes_no(flag))
 
@@ -306,6 +312,12 @@ def md_p(p: float | None) -> Md:
     if _missing(p):
         return _MD_NA
     return Md("< 0.001" if p < P_FLOOR else f"{float(p):.3f}")
+
+
+def md_p_is(p: float | None) -> Md:
+    """A p-value with its relation, to follow "p": "= 0.188", or "< 0.001" below the floor."""
+    value = md_p(p)
+    return value if not _missing(p) and p < P_FLOOR else Md("= " + value)
 
 
 def md_yesno(flag: bool | None) -> Md:
@@ -410,6 +422,7 @@ TEX_FILTERS: dict[str, Callable[..., Tex]] = {
     "ci": tex_ci,
     "cisci": tex_ci_sci,
     "pval": tex_p,
+    "p_is": tex_p_is,
     "yesno": tex_yesno,
 }
 MD_FILTERS: dict[str, Callable[..., Md]] = {
@@ -427,5 +440,6 @@ MD_FILTERS: dict[str, Callable[..., Md]] = {
     "ci": md_ci,
     "cisci": md_ci_sci,
     "pval": md_p,
+    "p_is": md_p_is,
     "yesno": md_yesno,
 }

@@ -28,6 +28,18 @@ def test_escape_tex_breakable_and_dashes():
     assert formats.escape_tex("a/b", breakable=True) == r"a/\allowbreak{}b"
 
 
+def test_a_breakable_text_never_breaks_inside_a_number():
+    out = formats.escape_tex("p 0.062 > 0.05; 1,024 images. Done,x", breakable=True)
+    assert "0.062" in out and "0.05;" in out and "1,024" in out
+    assert r"images.\allowbreak{}" in out and r"Done,\allowbreak{}x" in out
+
+
+def test_a_p_value_after_p_carries_its_relation():
+    assert formats.tex_p_is(0.188) == "= 0.188" and formats.md_p_is(0.188) == "= 0.188"
+    assert formats.tex_p_is(1e-5) == r"\ensuremath{<}0.001" and formats.md_p_is(1e-5) == "< 0.001"
+    assert formats.md_p_is(None).startswith("= ")
+
+
 def test_tex_filter_escapes_exactly_once():
     once = formats.tex("50%")
     assert once == r"50\%" and isinstance(once, Tex)
