@@ -26,7 +26,7 @@ NEEDS_VENV = "needs the project's venv: run `make venv` (make test does it)"
 LIGHT_ANALYSES = {
     "curvature": {"n_samples": 64, "max_iter": 10, "trace_probes": 3, "density_probes": 1, "density_steps": 6},
     "sharpness": {"n_samples": 64, "epsilon_steps": 2, "adaptive_steps": 2, "average_samples": 2, "pacbayes_samples": 2,
-                  "pacbayes_iters": 3},
+                  "pacbayes_iters": 3, "msharp_steps": 2, "msharp_points": 64, "msharp_m": 32},
     "landscape": {"n_samples": 64, "points_1d": 3, "points_2d": 3, "interp_points": 3},
 }
 
