@@ -71,17 +71,26 @@ class Bisection:
     stop_reason: str
 
 
+def _settled_at_sigma_max(at_max: float, *, target: float, sigma_max: float, tolerance: float) -> Bisection | None:
+    """The answer when the deviation at sigma_max already decides it (within tolerance of the
+    target, or below it: sigma clipped to sigma_max), else None. Both searches start here."""
+    if abs(at_max - target) <= tolerance:
+        return Bisection(sigma_max, at_max, 0, 0.0, sigma_max, "deviation within tolerance of the target")
+    if at_max < target:
+        reason = f"deviation at sigma_max = {sigma_max} is only {at_max:.4g}; sigma clipped to sigma_max"
+        return Bisection(sigma_max, at_max, 0, sigma_max, sigma_max, reason)
+    return None
+
+
 def bisect_sigma(
     deviation: Callable[[float], float], *, target: float, sigma_max: float, iters: int, tolerance: float
 ) -> Bisection:
     """Largest sigma in [0, sigma_max] with deviation(sigma) at the target, for a deviation that
     grows with sigma."""
     at_max = deviation(sigma_max)
-    if abs(at_max - target) <= tolerance:
-        return Bisection(sigma_max, at_max, 0, 0.0, sigma_max, "deviation within tolerance of the target")
-    if at_max < target:
-        reason = f"deviation at sigma_max = {sigma_max} is only {at_max:.4g}; sigma clipped to sigma_max"
-        return Bisection(sigma_max, at_max, 0, sigma_max, sigma_max, reason)
+    settled = _settled_at_sigma_max(at_max, target=target, sigma_max=sigma_max, tolerance=tolerance)
+    if settled is not None:
+        return settled
     lower, upper = 0.0, sigma_max
     sigma, current = sigma_max, at_max
     for iteration in range(1, iters + 1):
@@ -134,11 +143,9 @@ def search_sigma(
     (`_power_law_guess`), log-bisection as the safeguard. The lower end starts at sigma_max / 2^iters (the
     bisection's resolution), its deviation taken as 0."""
     at_max = deviation(sigma_max)
-    if abs(at_max - target) <= tolerance:
-        return Bisection(sigma_max, at_max, 0, 0.0, sigma_max, "deviation within tolerance of the target")
-    if at_max < target:
-        reason = f"deviation at sigma_max = {sigma_max} is only {at_max:.4g}; sigma clipped to sigma_max"
-        return Bisection(sigma_max, at_max, 0, sigma_max, sigma_max, reason)
+    settled = _settled_at_sigma_max(at_max, target=target, sigma_max=sigma_max, tolerance=tolerance)
+    if settled is not None:
+        return settled
     lower, upper = sigma_max / 2**iters, sigma_max
     points = [(sigma_max, at_max)]
     sigma, current, stalls = sigma_max, at_max, 0

@@ -16,10 +16,11 @@ def test_bisection_finds_the_root_of_an_increasing_deviation():
     assert found.iterations == 30 and found.lower <= found.sigma <= found.upper
 
 
-def test_bisection_stops_within_tolerance_and_clips_at_sigma_max():
-    early = bisect_sigma(lambda s: 3 * s**2, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
+@pytest.mark.parametrize("search", [bisect_sigma, search_sigma], ids=["bisection", "secant"])
+def test_both_searches_stop_within_tolerance_and_clip_at_sigma_max(search):
+    early = search(lambda s: 3 * s**2, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
     assert abs(early.deviation - 0.1) <= 0.01 and early.iterations < 30
-    clipped = bisect_sigma(lambda s: 0.01 * s, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
+    clipped = search(lambda s: 0.01 * s, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
     assert clipped.sigma == 2.0 and "clipped" in clipped.stop_reason
 
 
@@ -92,13 +93,6 @@ def test_secant_search_finds_a_power_law_root_in_a_few_evaluations(power):
     exact = (0.1 / 40) ** (1 / power)
     assert found.sigma == pytest.approx(exact, rel=1e-7) and found.lower <= found.sigma <= found.upper
     assert calls[0] <= 4  # sigma_max, then log-bisection until an end is positive... here the secant is exact
-
-
-def test_secant_search_keeps_the_bisections_stopping_rule_and_clipping():
-    early = search_sigma(lambda s: 3 * s**2, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
-    assert abs(early.deviation - 0.1) <= 0.01 and early.iterations < 30
-    clipped = search_sigma(lambda s: 0.01 * s, target=0.1, sigma_max=2.0, iters=30, tolerance=0.01)
-    assert clipped.sigma == 2.0 and "clipped" in clipped.stop_reason
 
 
 def test_secant_search_needs_fewer_evaluations_than_bisection_on_a_saturating_curve():
