@@ -51,18 +51,19 @@ MINIMA := $(PY) -m minima
 
 .PHONY: all report test bench setup venv check-env tex fashion data clean distclean help
 
-# summary.json from the cached results, then the report from it (`make all` ends with this too)
+# the report from build/summary.json; RENDER: summary.json from the cached results first
+REPORT = $(PY) -m report --summary "$$MINIMA_ROOT/build/summary.json" --figures "$$MINIMA_ROOT/build/figures" --out "$$MINIMA_ROOT/build"$(if $(filter 0,$(PDF)), --no-pdf)
 define RENDER
 	$(MINIMA) summarize --profile "$$MINIMA_PROFILE" --created-by $(CREATED_BY)
-	$(PY) -m report --summary "$$MINIMA_ROOT/build/summary.json" --figures "$$MINIMA_ROOT/build/figures" --out "$$MINIMA_ROOT/build"$(if $(filter 0,$(PDF)), --no-pdf)
+	$(REPORT)
 endef
 
 # fashion: Fashion-MNIST from Debian's package, best effort (a no-op once installed): the
 # `fashion` and `replicate` profiles need it, and a profile that lacks it stops with one line
+# `minima build` is plan, execute and summarize in one process (one import of torch, not three)
 all: $(READY) $(if $(filter 1,$(PDF)),tex) fashion
-	$(MINIMA) plan --profile "$$MINIMA_PROFILE" --task-runs $(TASK_RUNS)
-	$(MINIMA) execute --profile "$$MINIMA_PROFILE" --executor $(EXECUTOR) --jobs $(JOBS)
-	$(RENDER)
+	$(MINIMA) build --profile "$$MINIMA_PROFILE" --task-runs $(TASK_RUNS) --executor $(EXECUTOR) --jobs $(JOBS) --created-by $(CREATED_BY)
+	$(REPORT)
 
 # Re-render from cached results only: never trains; lists missing results if any.
 report: $(READY)

@@ -30,10 +30,14 @@ STAGES = {
     "run": "train + curvature + sharpness + landscape of the given runs",
     "study": "profile-level analyses: Dinh's rescaling experiment and the interpolation between minima",
     "execute": "run the plan's pending tasks with an executor (local make, a Dask cluster, or SLURM)",
+    "build": "plan, execute and summarize in one process: what `make all` runs before it renders the report",
     "summarize": "collect every result and the analysis into build/summary.json (never trains or changes runs/; lists what is missing or corrupt)",
     "check": "check that this Python has what minima needs (torch >= 2.4, numpy, scipy, ...); one line per problem",
     "bench": "curvature and training benchmarks against PyHessian and curvlinops -> build/bench.{json,md}",
 }
+
+
+BUILD_STAGES = ("plan", "execute", "summarize")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,9 +59,9 @@ def parser() -> argparse.ArgumentParser:
         stage.add_argument("--profile", default="auto", help="profile name or .toml path (default: auto = paper with CUDA, else quick)")
         stage.add_argument("--root", default=None, help="directory holding runs/, build/, data/ (default: current directory or $MINIMA_ROOT)")
         stage.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
-        if name in ("data", "plan"):
+        if name in ("data", "plan", "build"):
             stage.add_argument("--data-dir", type=Path, default=None, help="a directory with the four IDX files (train-images-idx3-ubyte, ...)")
-        if name == "plan":
+        if name in ("plan", "build"):
             stage.add_argument("--task-runs", type=int, default=TASK_RUNS, metavar="N",
                                help="group configurations that differ only in learning rate into tasks of at most N runs "
                                     "(default %(default)s: a configuration's seeds with its learning-rate siblings; 1: one task per configuration)")
@@ -66,12 +70,12 @@ def parser() -> argparse.ArgumentParser:
         if name == "study":
             stage.add_argument("--kind", action="append", choices=("dinh", "interpolation"), default=None,
                                help="which part (repeatable; default: every part the profile asks for)")
-        if name == "execute":
+        if name in ("execute", "build"):
             stage.add_argument("--executor", choices=("local", "dask", "slurm"), default="local",
                                help="local: make -j; dask: DASK_SCHEDULER_ADDRESS or a LocalCluster; slurm: dask-jobqueue")
             stage.add_argument("--jobs", type=int, default=0, help="parallel tasks / workers (default: one per core)")
             stage.add_argument("--scheduler", default=None, help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS)")
-        if name == "summarize":
+        if name in ("summarize", "build"):
             stage.add_argument("--created-by", nargs="+", default=None, metavar="WORD",
                                help="the command recorded as having produced the results, one argument per word "
                                     "(recorded quoted as a shell needs it), or as one string")
@@ -112,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
+    if args.stage == "build":
+        # one interpreter for the three stages: each would pay torch's import (about 2 s of CPU) again
+        for stage in BUILD_STAGES:
+            _dispatch(argparse.Namespace(**{**vars(args), "stage": stage}))
+        return
     if args.stage == "check":
         from minima.environment import check_environment
 

@@ -46,7 +46,7 @@ def test_make_all_with_env_system_uses_that_python_and_makes_no_venv(checkout, t
     done = _make(checkout, "all", "PROFILE=tiny", f"ROOT={root}", "PROGRESS=0", "PDF=0")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert not (checkout / ".venv").exists() and "pip install" not in done.stdout
-    assert f"{sys.executable} -m minima execute --profile" in done.stdout  # make's echo of its recipe
+    assert f"{sys.executable} -m minima build --profile" in done.stdout  # make's echo of its recipe
     assert re.search(r"\b1 tasks? pending", done.stdout), done.stdout[-2000:]
     assert done.stderr.count(" seed 1 epoch 1/") == 1 and done.stderr.count(" epoch 1/") == 1, done.stderr[-2000:]
     assert (root / "runs" / run["run"] / "model.pt").exists()

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from minima.__main__ import main
+from minima.io import MinimaError
 from minima.schema import load_summary
 
 import stated
@@ -264,6 +265,38 @@ def test_cli_profile_problems_are_one_line(tmp_path, capsys, kind, fragment):
     err = capsys.readouterr().err.strip()
     assert fragment in err and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "root").exists()
+
+
+def test_build_runs_plan_execute_and_summarize_in_order_and_stops_at_a_failure(monkeypatch, tmp_path, capsys):
+    """`minima build` (what `make all` runs) is the three stages in one process, each with its own
+    options; a stage that fails stops the build before the next (no summary of a failed execute)."""
+    import minima.__main__ as cli
+
+    seen = []
+    real = cli._dispatch
+
+    def spy(args):
+        if args.stage != "build":
+            seen.append((args.stage, args.task_runs, args.executor, args.jobs, args.created_by))
+            if args.stage == "execute":
+                raise MinimaError("some tasks failed (make exited 2); their errors are above")
+            return None
+        return real(args)
+
+    monkeypatch.setattr(cli, "_dispatch", spy)
+    status = main(["build", "--profile", "tiny", "--root", str(tmp_path), "--task-runs", "3", "--jobs", "4",
+                   "--created-by", "make", "all"])
+    assert status == 2 and "some tasks failed" in capsys.readouterr().err
+    assert seen == [("plan", 3, "local", 4, ["make", "all"]), ("execute", 3, "local", 4, ["make", "all"])]
+    assert cli.BUILD_STAGES == ("plan", "execute", "summarize")
+
+
+def test_build_refuses_a_bad_task_count_before_any_task_runs(built, tmp_path, capsys):
+    root = tmp_path / "root"
+    shutil.copytree(built / "data", root / "data")
+    assert _cli("build", "--profile", "tiny", "--root", str(root), "--task-runs", "0") == 2
+    assert "--task-runs: must be >= 1, got 0" in capsys.readouterr().err
+    assert not (root / "build" / "plan.json").exists() and not (root / "build" / "summary.json").exists()
 
 
 def test_cli_unwritable_root_is_a_clear_error(tmp_path, capsys):
