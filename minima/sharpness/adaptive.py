@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from minima.objective import Params, flatten, unflatten
-from minima.sharpness.common import LossFn, projected_ascent, standard_normal, value
+from minima.sharpness.common import Constraint, LossFn, projected_ascent, standard_normal, value
 
 
 @dataclass(frozen=True)
@@ -86,18 +86,8 @@ def adaptive_worst_of(
     direction = standard_normal(tuple(w.shape), generator, w)
     start = direction * (rho / direction.norm())
     base = value(loss, params) if base is None else base
-    ascent = projected_ascent(
-        loss,
-        params,
-        w,
-        scale,
-        start,
-        direction=_normalized,
-        project=_onto_ball(rho),
-        step=2 * rho,
-        steps=steps,
-        baseline=base,
-    )
+    ascent = projected_ascent(loss, params, w, scale, start, Constraint(_normalized, _onto_ball(rho), 2 * rho),
+                              steps=steps, baseline=base)
     return AdaptiveWorst(
         value=ascent.best_value - base,
         rho=rho,

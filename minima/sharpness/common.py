@@ -169,20 +169,21 @@ class Ascent:
     stop_reason: str
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """The convex set an ascent moves in, in normalized coordinates u: the steepest-ascent
+    direction of a gradient there, the projection onto the set, and the first step size."""
+
+    direction: Callable[[torch.Tensor], torch.Tensor]
+    project: Callable[[torch.Tensor], torch.Tensor]
+    step: float  # twice the set's radius (APGD's first step)
+
+
 def projected_ascent(
-    loss: LossFn,
-    like: Params,
-    center: torch.Tensor,
-    scale: torch.Tensor,
-    start: torch.Tensor,
-    *,
-    direction: Callable[[torch.Tensor], torch.Tensor],
-    project: Callable[[torch.Tensor], torch.Tensor],
-    step: float,
-    steps: int,
-    baseline: float,
+    loss: LossFn, like: Params, center: torch.Tensor, scale: torch.Tensor, start: torch.Tensor, constraint: Constraint,
+    *, steps: int, baseline: float,
 ) -> Ascent:
-    """Maximize L(center + scale * u) over the set `project` maps onto, from `start`.
+    """Maximize L(center + scale * u) over the set `constraint.project` maps onto, from `start`.
 
     The step-size rule is a simplified form of Croce & Hein's APGD (2020), which Andriushchenko
     et al. (2023) use for sharpness: the first step is twice the set's radius, and whenever a
@@ -195,6 +196,7 @@ def projected_ascent(
     backward pass runs only then (`flat_value_and_pending_grad`); the last step is a forward
     pass alone. Same iterates and values as taking every gradient.
     """
+    direction, project, step = constraint.direction, constraint.project, constraint.step
     u = project(start)
     best, grad = flat_value_and_grad(loss, center + scale * u, like)
     improvements, reason = 0, f"ran all {steps} steps"

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from minima.objective import Params, flatten
-from minima.sharpness.common import LossFn, projected_ascent, value
+from minima.sharpness.common import Constraint, LossFn, projected_ascent, value
 
+# in u = z / (eps (|w| + 1)) the box is the unit L-infinity ball: sign ascent, a clamp, first step 2
+UNIT_BOX = Constraint(direction=torch.sign, project=lambda u: u.clamp(-1.0, 1.0), step=2.0)
 OPTIMIZER = "projected sign-gradient ascent, step 2 halved on failure, uniform random start"
 
 
@@ -53,18 +55,7 @@ def epsilon_sharpness_of(
     half_width = epsilon * (w.abs() + 1)
     start = 2 * torch.rand(w.shape, generator=generator, dtype=torch.float64).to(w) - 1
     base = value(loss, params) if base is None else base
-    ascent = projected_ascent(
-        loss,
-        params,
-        w,
-        half_width,
-        start,
-        direction=torch.sign,
-        project=lambda u: u.clamp(-1.0, 1.0),
-        step=2.0,
-        steps=steps,
-        baseline=base,
-    )
+    ascent = projected_ascent(loss, params, w, half_width, start, UNIT_BOX, steps=steps, baseline=base)
     z = half_width * ascent.best_point
     return EpsilonSharpness(
         value=(ascent.best_value - base) / (1 + base) * 100,
