@@ -208,10 +208,14 @@ def tex_p(p: float | None) -> Tex:
     return Tex(r"\ensuremath{<}0.001" if p < P_FLOOR else f"{float(p):.3f}")
 
 
+def _p_is(p: float | None, shown: str) -> str:
+    """A p-value as shown, with its relation to follow "p": "= 0.188"; below the floor `shown`
+    already reads "< 0.001". The Markdown and LaTeX writers differ only in how they show p."""
+    return shown if not _missing(p) and p < P_FLOOR else "= " + shown
+
+
 def tex_p_is(p: float | None) -> Tex:
-    """A p-value with its relation, to follow "p": "= 0.188", or "< 0.001" below the floor."""
-    value = tex_p(p)
-    return value if not _missing(p) and p < P_FLOOR else Tex("= " + value)
+    return Tex(_p_is(p, tex_p(p)))
 
 
 def tex_yesno(flag: bool | None) -> Tex:
@@ -315,9 +319,7 @@ def md_p(p: float | None) -> Md:
 
 
 def md_p_is(p: float | None) -> Md:
-    """A p-value with its relation, to follow "p": "= 0.188", or "< 0.001" below the floor."""
-    value = md_p(p)
-    return value if not _missing(p) and p < P_FLOOR else Md("= " + value)
+    return Md(_p_is(p, md_p(p)))
 
 
 def md_yesno(flag: bool | None) -> Md:
