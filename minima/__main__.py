@@ -38,6 +38,9 @@ STAGES = {
 
 
 BUILD_STAGES = ("plan", "execute", "summarize")
+# The stages that run torch (and share the cores among make -j's processes); the others never
+# import it: planning, dispatching and summarizing cost no torch import (about 2 s of CPU each)
+COMPUTING_STAGES = ("train", "curvature", "sharpness", "landscape", "run", "study", "bench")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,7 +133,8 @@ def _dispatch(args: argparse.Namespace) -> None:
     from minima import pipeline
     from minima.runtime import configure_threads, show_progress
 
-    configure_threads()
+    if args.stage in COMPUTING_STAGES:
+        configure_threads()
     from minima import replication
 
     composite = replication.load_replication(args.profile)
@@ -163,7 +167,9 @@ def _dispatch(args: argparse.Namespace) -> None:
         execute(ctx, executor=args.executor, jobs=args.jobs, scheduler=args.scheduler)
         return
     if args.stage == "study":
-        pipeline.stage_study(ctx, kinds=args.kind)
+        from minima import stages
+
+        stages.stage_study(ctx, kinds=args.kind)
         return
     if args.stage == "summarize":
         from minima import analysis
@@ -176,14 +182,16 @@ def _dispatch(args: argparse.Namespace) -> None:
 
         bench.main(ctx, out=args.out or ctx.layout.build, samples=args.samples, sections=args.section)
         return
+    from minima import stages  # torch: only the stages that compute import it
+
     runs = [ctx.profile.run(h) for h in args.run] if args.run else list(ctx.profile.runs)
     if args.stage == "train":
-        pipeline.stage_train(ctx, runs)
+        stages.stage_train(ctx, runs)
     elif args.stage == "run":
-        pipeline.stage_run(ctx, runs)
+        stages.stage_run(ctx, runs)
     else:
         for run in runs:
-            pipeline.stage_analyses(ctx, run, (args.stage,))
+            stages.stage_analyses(ctx, run, (args.stage,))
 
 
 def _command_text(words: list[str] | None) -> str | None:

@@ -25,16 +25,14 @@ from minima import claims as claims_stage
 from minima import facts, paths, pipeline, stats, verdicts
 from minima.claims import psi_groups
 from minima.config import VALIDATION_RULE
-from minima.data import DISPLAY_NAMES, describe_preprocessing
+from minima.data import DISPLAY_NAMES, describe_preprocessing, indices_sha256
 from minima.facts import converged_runs, nested
 from minima.io import MinimaError, finite_or_none, json_text, read_json, read_json_or_none, write_text
-from minima.models import VARIANTS, build_model
-from minima.objective import num_params, params_of
 from minima.runtime import environment, git_state
 from minima.schema import RESCALED_CURVATURE, SCHEMA_VERSION, TARGETS, validate_summary
 from minima.settings import to_table
-from minima.sharpness import descriptions as sharpness_descriptions
-from minima.sharpness import measure_names
+from minima.specs import VARIANTS, measure_names
+from minima.specs import descriptions as sharpness_descriptions
 
 # The measures ranked against generalization besides the sharpness measures, each with its description.
 BASELINE_MEASURES = {
@@ -56,6 +54,11 @@ HESSIAN_MEASURES = {
 
 
 
+def _drawn_size(ctx: pipeline.Context, indices, split: str) -> int:
+    """Images in a subset drawn from a split (indices None: the whole split)."""
+    return ctx.split_size(split) if indices is None else len(indices)
+
+
 def run_record(ctx: pipeline.Context, run) -> dict[str, Any]:
     directory = ctx.run_dir(run)
     metrics = pipeline.metrics(ctx, run)
@@ -67,7 +70,7 @@ def run_record(ctx: pipeline.Context, run) -> dict[str, Any]:
     curvature, sharpness, landscape = (records.get(k) for k in ("curvature", "sharpness", "landscape"))
     names = measure_names(ctx.profile.sharpness)
     train_acc, test_acc = final.get("train_accuracy"), final.get("test_accuracy")
-    n_test = len(ctx.test_set().split.y)
+    n_test = _drawn_size(ctx, ctx.drawn(run)["test"], "test")
     gap = None if train_acc is None or test_acc is None else train_acc - test_acc
     record = {
         "run": run.run_hash,
@@ -279,11 +282,11 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
     extreme_rows = facts.extremes(aggregate_rows, sharp_quantities)
     dinh = facts.dinh_facts(study["dinh"], [*RESCALED_CURVATURE, *names], runs)
     facts_design = facts.design(profile, runs)
-    tuning = facts.tuning(runs, list(profile.study.optimizers), profile.grid, len(ctx.validation_set(profile.runs[0]).split.y))
+    drawn = ctx.drawn(profile.runs[0])  # the subsets' indices, from the labels alone: no image is loaded here
+    train_indices, val_indices, test_indices = drawn["train"], drawn["validation"], drawn["test"]
+    tuning = facts.tuning(runs, list(profile.study.optimizers), profile.grid, len(val_indices))
     commit, dirty = git_state(paths.REPO_DIR)
     spec = VARIANTS[profile.study.model]
-    training = ctx.training_set(profile.runs[0])
-    validation = ctx.validation_set(profile.runs[0])
     interp = study.get("interpolation")
     summary = {
         "schema": SCHEMA_VERSION,
@@ -293,7 +296,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": dirty,
         "created_by": created_by,
-        "environment": {k: v for k, v in environment(ctx.device).items() if k != "argv"},
+        "environment": {k: v for k, v in environment(ctx.device_kind).items() if k != "argv"},
         "timing": _timing(runs, study),
         "core_timing": _core_timing(runs, study),
         "data": {
@@ -301,20 +304,20 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
             "display_name": DISPLAY_NAMES[profile.study.dataset],
             "source": manifest["source"],
             "sha256": manifest["sha256"],
-            "n_train": len(training.split.y),
-            "n_test": len(ctx.test_set().split.y),
+            "n_train": _drawn_size(ctx, train_indices, "train"),
+            "n_test": _drawn_size(ctx, test_indices, "test"),
             "split_train": manifest.get("n_train"),
             "split_test": manifest.get("n_test"),
-            "train_indices_sha256": training.indices_sha256,
-            "train_subset": "class-stratified" if training.indices is not None else "the whole split",
-            "test_subset": "class-stratified" if ctx.test_set().indices is not None else "the whole split",
-            "n_val": len(validation.split.y),
-            "val_indices_sha256": validation.indices_sha256,
+            "train_indices_sha256": None if train_indices is None else indices_sha256(train_indices),
+            "train_subset": "class-stratified" if train_indices is not None else "the whole split",
+            "test_subset": "class-stratified" if test_indices is not None else "the whole split",
+            "n_val": len(val_indices),
+            "val_indices_sha256": indices_sha256(val_indices) if len(val_indices) else None,
             "validation_rule": VALIDATION_RULE,
             "data_seed": profile.study.data_seed,
             "preprocessing": describe_preprocessing(profile.study.dataset, profile.study.model),
         },
-        "model": {**to_table(spec), "variant": spec.name, "n_params": num_params(params_of(build_model(profile.study.model, seed=0)))},
+        "model": {**to_table(spec), "variant": spec.name, "n_params": spec.n_params},
         "settings": {k: v for k, v in profile.settings_json().items() if k != "study"},
         "study": to_table(profile.study),
         "seeds": list(profile.study.seeds),
@@ -336,7 +339,7 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
         "dinh_info": dinh,
         "interpolation": interp and {k: v for k, v in interp.items() if k not in ("inputs", "stage_seconds", "cpu_seconds", "data")},
         "original_study": facts.original_study(profile, runs),
-        "limitations": facts.limitations(profile, runs, len(training.split.y)),
+        "limitations": facts.limitations(profile, runs, _drawn_size(ctx, train_indices, "train")),
     }
     summary["claims"] = claims_stage.evaluate(summary)
     summary["statistics"] = {

@@ -35,16 +35,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from minima import paths
-from minima.curvature import CurvatureSettings
 from minima.data import DISPLAY_NAMES, SPLIT_SIZES, available_validation
 from minima.io import MinimaError
-from minima.landscape import LandscapeSettings
-from minima.models import VARIANTS
-from minima.optimizers import OptimizerConfig
-from minima.reparam import DinhSettings
 from minima.settings import OPTIMIZERS, NonNegativeInt, Optimizer, SettingsError, from_table, settings, to_table
-from minima.sharpness import SharpnessSettings
-from minima.train import TrainSettings
+from minima.specs import (VARIANTS, CurvatureSettings, DinhSettings, LandscapeSettings, OptimizerConfig,
+                          SharpnessSettings, TrainSettings)
 
 # The training subset is a pure function of the data set (fixed by its checksums), n_train,
 # data_seed and this rule; the rule's name enters the run hash so a new rule retrains.

@@ -14,7 +14,7 @@ from minima import stats
 from minima.stats import is_finite
 from minima.config import Profile, load_profile
 from minima.data import DISPLAY_NAMES, SPLIT_SIZES
-from minima.models import LAYERS, VARIANTS
+from minima.specs import LAYERS, VARIANTS
 from minima.schema import RESCALED_CURVATURE, counts_as_minimum
 
 # The original study's published test accuracies (EPFL CS-439 course project, 2022).

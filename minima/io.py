@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -124,6 +125,10 @@ def write_together(files: Mapping[Path, bytes | None]) -> None:
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

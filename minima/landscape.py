@@ -25,34 +25,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from minima.objective import Params, evaluate, flatten, frozen_copy, num_params, unflatten
-from minima.settings import NonNegativeInt, PositiveFloat, settings
 from minima.sharpness.common import CHUNK, prepare
-
-
-@settings
-class LandscapeSettings:
-    n_samples: NonNegativeInt = 1000  # recorded training subset; 0 = the run's whole training set
-    span_1d: PositiveFloat = 1.0  # unit-eigenvector slice on [-span, span] (the original study's)
-    points_1d: Annotated[int, Field(ge=2)] = 41
-    span_2d: PositiveFloat = 2.0  # unit-eigenvector surface on [-span, span]^2
-    points_2d: Annotated[int, Field(ge=2)] = 21
-    normalized_span_1d: PositiveFloat = 1.0  # filter-normalized directions: as long as the weights
-    normalized_span_2d: PositiveFloat = 1.0
-    interp_points: Annotated[int, Field(ge=2)] = 31
-    interp_low: float = -0.25  # interpolation coefficients run from low to high
-    interp_high: float = 1.25
-    seed: NonNegativeInt = 0
-
-    def __post_init__(self) -> None:
-        if not self.interp_low < self.interp_high:
-            raise ValueError(f"interp_low: must be below interp_high ({self.interp_high}), got {self.interp_low}")
+from minima.specs import LandscapeSettings
 
 
 def grid(low: float, high: float, points: int) -> list[float]:

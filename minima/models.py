@@ -11,32 +11,10 @@ analysis treats them alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from minima.specs import LAYERS, VARIANTS, Variant, variant  # noqa: F401  (declared torch-free; imported from here too)
 from torch import nn
 from torch.nn import functional as F
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    activation: str  # "relu" | "tanh"
-    pooling: str  # "max" | "avg"
-    input_size: int  # side of the square input image
-    conv1_padding: int
-
-
-VARIANTS = {
-    "modern": Variant("modern", activation="relu", pooling="max", input_size=28, conv1_padding=2),
-    "seed": Variant("seed", activation="tanh", pooling="avg", input_size=32, conv1_padding=0),
-}
-
-
-def variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model variant {name!r}; choose one of {sorted(VARIANTS)}")
-    return VARIANTS[name]
 
 
 class LeNet5(nn.Module):
@@ -79,9 +57,6 @@ def max_pool_2x2_forward(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x = x[..., :h, :w]
     return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., 1::2, ::2]), torch.maximum(x[..., ::2, 1::2], x[..., 1::2, 1::2]))
-
-
-LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 
 
 def build_model(

@@ -45,82 +45,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from pydantic import Field
 
-from minima.settings import Fraction, NonNegativeFloat, Optimizer, PositiveFloat, PositiveInt, settings
+from minima.specs import OptimizerConfig  # noqa: F401  (declared torch-free; imported from here too)
 
 Params = dict[str, torch.Tensor]  # name -> stacked tensor [K, *shape]
 Objective = Callable[[Params], tuple[torch.Tensor, Any]]  # params -> (losses [K], aux)
 
-# Defaults that depend on the optimizer (None in the dataclass means "this optimizer's default").
-_DEFAULT_LR = {"sgd": 0.1, "sgd_momentum": 0.01, "adagrad": 0.01, "adam": 0.001, "adahessian": 0.15}
-_DEFAULT_EPS = {"adagrad": 1e-10, "adam": 1e-8, "adahessian": 1e-4}
-_DEFAULT_MOMENTUM = 0.9
 _SAM_NORM_GUARD = 1e-12
-
-_RELEVANT = {
-    "sgd": ("lr", "weight_decay"),
-    "sgd_momentum": ("lr", "momentum", "nesterov", "weight_decay"),
-    "adagrad": ("lr", "lr_decay", "eps", "initial_accumulator_value", "weight_decay"),
-    "adam": ("lr", "betas", "eps", "weight_decay"),
-    "adahessian": ("lr", "betas", "eps", "hessian_power", "update_each", "weight_decay"),
-}
-
-
-@settings
-class OptimizerConfig:
-    """One optimizer and its hyperparameters.
-
-    `lr`, `eps` and `momentum` left at None take the optimizer's default (for `sam`: its base's):
-    lr sgd 0.1 (the original study), sgd_momentum 0.01, adagrad 0.01, adam 0.001 (torch),
-    adahessian 0.15 (the authors' code); eps adagrad 1e-10, adam 1e-8 (torch), adahessian 1e-4
-    (the paper); momentum 0.9 (plain `sgd` has none). After construction they are floats.
-    """
-
-    name: Optimizer = "sgd"
-    lr: PositiveFloat | None = None
-    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
-    nesterov: bool = False
-    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
-    eps: PositiveFloat | None = None
-    weight_decay: NonNegativeFloat = 0.0
-    lr_decay: NonNegativeFloat = 0.0  # adagrad
-    initial_accumulator_value: NonNegativeFloat = 0.0  # adagrad
-    hessian_power: Annotated[float, Field(ge=0, le=1)] = 1.0  # adahessian
-    update_each: PositiveInt = 1  # adahessian
-    rho: PositiveFloat = 0.05  # sam
-    sam_base: Literal["sgd", "sgd_momentum", "adagrad", "adam"] = "sgd_momentum"  # sam
-
-    def __post_init__(self) -> None:
-        rule = self.base
-        if rule == "sgd" and self.momentum not in (None, 0.0):
-            raise ValueError(f"momentum: plain 'sgd' has no momentum (got {self.momentum}); use 'sgd_momentum'")
-        defaults = {"lr": _DEFAULT_LR[rule], "eps": _DEFAULT_EPS.get(rule, 1e-8),
-                    "momentum": 0.0 if rule == "sgd" else _DEFAULT_MOMENTUM}
-        for field, default in defaults.items():
-            if getattr(self, field) is None:
-                object.__setattr__(self, field, float(default))
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov: needs momentum > 0")
-
-    @property
-    def base(self) -> str:
-        """The rule that turns a gradient into a step (SAM's base; the optimizer itself otherwise)."""
-        return self.sam_base if self.name == "sam" else self.name
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """Only the hyperparameters this optimizer uses, for the report's setup table."""
-        out: dict[str, Any] = {}
-        if self.name == "sam":
-            out = {"rho": self.rho, "sam_base": self.sam_base}
-        out.update({name: getattr(self, name) for name in _RELEVANT[self.base]})
-        if isinstance(out.get("betas"), tuple):
-            out["betas"] = list(out["betas"])
-        return out
-
 
 @dataclass(frozen=True)
 class OptimizerState:

@@ -10,36 +10,33 @@ Work on one run holds that run's lock, so two `make all` in one directory train 
 the second waits, then finds the run current. A corrupt artifact is moved aside
 (`<name>.corrupt`) with one line saying so, and recomputed; `summarize` (`make report`) changes
 nothing and lists it with what is missing (Context.repair).
+
+This module decides what is current and imports no torch: a tensor file is checked against the
+SHA-256 recorded when it was written (by loading it only for records older than those digests),
+and the device is chosen only when a stage computes. The stages that compute are in
+`minima.stages`, so `plan`, `execute` and `summarize` cost no torch import.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import shlex
 import sys
-import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+import numpy as np
 
-from minima import curvature as curvature_engine
 from minima import data as data_stage
 from minima import paths
-from minima.checkpoints import TrainJob
 from minima.config import Profile, RunConfig, load_profile
-from minima.io import CorruptFile, MinimaError, finite_or_none, locked, move_aside, read_json_or_none, write_json
-from minima.landscape import measure_interpolation, measure_landscape
-from minima.models import LeNet5, build_model
-from minima.objective import evaluate, flatten, params_of
-from minima.reparam import balancing_scales, dinh_rows, rescaling_factors
-from minima.runtime import DTYPES, configure_device, default_profile, select_device
+from minima.io import CorruptFile, MinimaError, file_sha256, move_aside, read_json_or_none, write_json
+from minima.runtime import configure_device, default_profile, device_kind, select_device, torch_dtype
 from minima.settings import to_table
-from minima.sharpness import measure_all as measure_sharpness
-from minima.tensors import load_torch, save_torch
-from minima.train import train
+
+if TYPE_CHECKING:
+    import torch
 
 ANALYSES = ("curvature", "sharpness", "landscape")
 
@@ -48,12 +45,27 @@ ANALYSES = ("curvature", "sharpness", "landscape")
 class Context:
     profile: Profile
     layout: paths.Layout
-    device: torch.device
-    dtype: torch.dtype
     data_dir: Path | None = None
     progress: bool = False
     repair: bool = True  # move corrupt results aside to recompute them; False: change nothing, note them
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def device(self) -> torch.device:
+        """The profile's device (auto: CUDA where available), set up when a stage first computes:
+        the stages that only plan, dispatch or summarize never ask, and never import torch."""
+        device = select_device(self.profile.study.device)
+        configure_device(device)
+        return device
+
+    @cached_property
+    def dtype(self) -> torch.dtype:
+        return torch_dtype(self.profile.study.dtype)
+
+    @property
+    def device_kind(self) -> str:
+        """"cuda" or "cpu", as `device.type` says, without importing torch where no GPU driver is."""
+        return self.device.type if "device" in vars(self) else device_kind(self.profile.study.device)
 
     def run_dir(self, run: RunConfig) -> Path:
         return self.layout.run_dir(run.run_hash)
@@ -63,14 +75,28 @@ class Context:
         """Corrupt results found and left in place (repair=False): path -> what is wrong."""
         return self._cache.setdefault("corrupt", {})
 
-    @property
+    @cached_property
+    def _arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The data set's arrays and manifest, loaded (and verified) once per process."""
+        return data_stage.load_arrays(self.profile.study.dataset, self.layout.data)
+
+    @cached_property
     def dataset(self) -> data_stage.Dataset:
-        """The whole data set, loaded (and verified) once per process."""
-        if "dataset" not in self._cache:
-            study = self.profile.study
-            self._cache["dataset"] = data_stage.load_dataset(study.dataset, study.model, self.layout.data,
-                                                             dtype=self.dtype, device=self.device)
-        return self._cache["dataset"]
+        """The whole data set as the model's inputs (images converted as subsets take them)."""
+        arrays, manifest = self._arrays
+        study = self.profile.study
+        return data_stage.dataset_from_arrays(study.dataset, study.model, arrays, manifest, dtype=self.dtype, device=self.device)
+
+    def drawn(self, run: RunConfig) -> dict[str, np.ndarray | None]:
+        """The indices of the run's training, validation and test images (None: a whole split), as
+        the sets below draw them: from the labels alone, so a report of them loads no image."""
+        arrays = self._arrays[0]
+        train = data_stage.subset_indices(arrays["train_labels"], run.n_train, run.data_seed)
+        return {"train": train, "validation": data_stage.validation_indices(arrays["train_labels"], train, run.n_val, run.data_seed),
+                "test": data_stage.subset_indices(arrays["test_labels"], self.profile.study.n_test, self.profile.study.data_seed)}
+
+    def split_size(self, split: str) -> int:
+        return len(self._arrays[0][f"{split}_labels"])
 
     def training_set(self, run: RunConfig) -> data_stage.Subset:
         """The run's training images: the profile's stratified subset, labels flipped per label_noise."""
@@ -113,9 +139,7 @@ def open_context(profile_ref: str, *, root: str | None = None, data_dir: Path | 
     layout = paths.layout(root)
     _plain_text("root", str(layout.root))
     profile = load_profile(ref, warn=warn)
-    device = select_device(profile.study.device)
-    configure_device(device)
-    return Context(profile, layout, device, DTYPES[profile.study.dtype], data_dir, progress, repair)
+    return Context(profile, layout, data_dir, progress, repair)
 
 
 CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
@@ -164,10 +188,6 @@ def advice(ctx: Context) -> str:
 # ---- currency ------------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def is_current(ctx: Context, path: Path, inputs: dict[str, Any]) -> bool:
     """The one currency check: the result exists, is readable and was computed from `inputs`.
     A corrupt result is moved aside (and so recomputed)."""
@@ -202,19 +222,37 @@ def metrics(ctx: Context, run: RunConfig) -> dict | None:
 
 
 def is_trained(ctx: Context, run: RunConfig) -> bool:
-    """metrics.json says finished and model.pt loads as this run's LeNet-5 (else both are redone)."""
+    """metrics.json says finished and model.pt is the one it was written with (else both are redone)."""
     record = metrics(ctx, run)
     model_path = ctx.run_dir(run) / paths.MODEL_PT
     if record is None or record["status"] not in ("ok", "diverged") or not model_path.exists():
         return False
-    try:
-        load_trained(ctx, run)
-    except CorruptFile as exc:
-        _corrupt(ctx, exc.path, exc.reason)
+    if not _intact(ctx, model_path, record.get("model_sha256"), lambda: _stages().load_trained(ctx, run)):
         if ctx.repair:
             _corrupt(ctx, ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
         return False
     return True
+
+
+def _intact(ctx: Context, path: Path, digest: str | None, load: Callable[[], Any]) -> bool:
+    """A tensor file is what its record says it wrote: the SHA-256 recorded beside it matches
+    (no torch needed: `plan` and `summarize` check every run this way), or, for a record from
+    before digests were kept, the file loads (`load`). A corrupt file is moved aside."""
+    try:
+        if digest is None:
+            load()
+        elif file_sha256(path) != digest:
+            raise CorruptFile(path, "its SHA-256 differs from the one recorded when it was written")
+    except CorruptFile as exc:
+        _corrupt(ctx, exc.path, exc.reason)
+        return False
+    return True
+
+
+def _stages():
+    from minima import stages  # the computing half: torch, imported only where a file must be loaded
+
+    return stages
 
 
 def analyses_of(ctx: Context, run: RunConfig) -> tuple[str, ...]:
@@ -242,22 +280,13 @@ def analysis_path(ctx: Context, run: RunConfig, kind: str) -> Path:
 def analysis_is_current(ctx: Context, run: RunConfig, kind: str, inputs: dict | None = None) -> bool:
     """`inputs`: analysis_inputs(ctx, run, kind) where the caller has them already."""
     inputs = analysis_inputs(ctx, run, kind) if inputs is None else inputs
-    current = is_current(ctx, analysis_path(ctx, run, kind), inputs)
+    path = analysis_path(ctx, run, kind)
+    current = is_current(ctx, path, inputs)
     if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
-        current = _readable(ctx, ctx.run_dir(run) / paths.EIGENVECTORS_PT)
+        vectors = ctx.run_dir(run) / paths.EIGENVECTORS_PT
+        digest = (read_json_or_none(path) or {}).get("eigenvectors_sha256")
+        current = vectors.exists() and _intact(ctx, vectors, digest, lambda: _stages().load_torch(vectors))
     return current
-
-
-def _readable(ctx: Context, path: Path) -> bool:
-    """A tensor file that loads; a corrupt one is moved aside (so its producer runs again)."""
-    if not path.exists():
-        return False
-    try:
-        load_torch(path)
-    except CorruptFile as exc:
-        _corrupt(ctx, exc.path, exc.reason)
-        return False
-    return True
 
 
 def run_is_current(ctx: Context, run: RunConfig) -> bool:
@@ -340,189 +369,3 @@ def missing_results(ctx: Context) -> list[str]:
 def _shown(ctx: Context, path: Path) -> str:
     """A path under the root as runs/<hash>/<file>: the root is in the advice beside it."""
     return str(path.relative_to(ctx.layout.root)) if path.is_relative_to(ctx.layout.root) else str(path)
-
-
-# ---- per-run stages ------------------------------------------------------------------------
-
-
-def load_trained(ctx: Context, run: RunConfig) -> LeNet5:
-    model = build_model(run.model, seed=run.seed, dtype=ctx.dtype, device=ctx.device)
-    path = ctx.run_dir(run) / paths.MODEL_PT
-    state = load_torch(path)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
-        raise CorruptFile(path, f"not a LeNet-5 {run.model} state_dict") from exc
-    return model.to(device=ctx.device, dtype=ctx.dtype)
-
-
-def stage_train(ctx: Context, runs: list[RunConfig]) -> None:
-    """Train every run not trained yet (each under its lock); runs of a configuration stack when asked."""
-    todo = [run for run in runs if not is_trained(ctx, run)]
-    if not todo:
-        return
-    write_run_configs(ctx, todo)
-    test = ctx.test_set().split
-    groups: dict[tuple, list[RunConfig]] = {}
-    for run in todo:
-        key = run.configuration if ctx.profile.train.stack_seeds else run.run_hash
-        groups.setdefault(key, []).append(run)
-    for group in groups.values():
-        training = ctx.training_set(group[0])
-        with _locks(ctx, group):
-            group = [run for run in group if not is_trained(ctx, run)]  # another process may have finished it
-            if not group:
-                continue
-            jobs = [TrainJob(run_dir=ctx.run_dir(r), variant=r.model, optimizer=r.optimizer, seed=r.seed) for r in group]
-            validation = ctx.validation_set(group[0])
-            record = {"training_set": training.record(), "test_set": {"n": len(test.y)},
-                      "validation_set": {"n": len(validation.split.y), "indices_sha256": validation.indices_sha256}}
-            train(jobs, group[0].train, training.split.x, training.split.y, test.x, test.y,
-                  device=ctx.device, dtype=ctx.dtype, progress=ctx.progress, record=record,
-                  val_x=validation.split.x, val_y=validation.split.y)
-
-
-@contextlib.contextmanager
-def _locks(ctx: Context, runs: list[RunConfig]) -> Iterator[None]:
-    """Hold the locks of several runs, always in hash order (no deadlock between processes)."""
-    with contextlib.ExitStack() as stack:
-        for path in sorted({ctx.run_dir(r) / paths.LOCK for r in runs}):
-            stack.enter_context(locked(path))
-        yield
-
-
-def stage_analyses(ctx: Context, run: RunConfig, kinds: tuple[str, ...] | None = None) -> None:
-    """The run's analyses that are not current, in order. The landscape reads the eigenvectors
-    saved with curvature, so asking for the landscape brings curvature up to date first."""
-    if kinds and "landscape" in kinds:
-        kinds = (*kinds, "curvature")
-    with locked(ctx.run_dir(run) / paths.LOCK):
-        wanted = analyses_of(ctx, run)
-        for kind in ANALYSES:
-            if kind not in wanted or (kinds and kind not in kinds):
-                continue
-            inputs = analysis_inputs(ctx, run, kind)
-            if analysis_is_current(ctx, run, kind, inputs):
-                continue
-            started, cpu = time.perf_counter(), time.process_time()
-            values = ANALYSIS_FUNCTIONS[kind](ctx, run)
-            # CPU seconds beside the wall clock: on a shared machine only they count core-seconds
-            record = {**values, "inputs": inputs, "stage_seconds": time.perf_counter() - started,
-                      "cpu_seconds": time.process_time() - cpu}
-            write_json(analysis_path(ctx, run, kind), finite_or_none(record))
-            print(f"minima: {kind} of {run.label} ({run.run_hash}) in {record['stage_seconds']:.1f} s", file=sys.stderr)
-
-
-def _curvature(ctx: Context, run: RunConfig) -> dict:
-    settings = ctx.profile.curvature
-    x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
-    model = load_trained(ctx, run)
-    with_density = settings.density_runs == "all" or ctx.profile.is_first_seed(run)
-    # lambda_max after the function-preserving rescaling that equalizes the layers' weight norms
-    # (tanh is not positively homogeneous: no such rescaling exists for the seed variant)
-    params = params_of(model)
-    scales = balancing_scales(params) if run.model == "modern" else None
-    factors = flatten(rescaling_factors(params, scales)) if scales else None
-    result = curvature_engine.measure(model, x, y, settings, device=ctx.device, dtype=ctx.dtype,
-                                      progress=ctx.progress, with_density=with_density, rescaling=factors)
-    save_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT, result.vectors.detach().cpu())
-    record = result.to_json()
-    balanced = record.pop("rescaled")
-    return {**record, "balanced": balanced and {**balanced, "scales": scales}, "data": data}
-
-
-def _sharpness(ctx: Context, run: RunConfig) -> dict:
-    settings = ctx.profile.sharpness
-    x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
-    model = load_trained(ctx, run)
-    result = measure_sharpness(model, params_of(model), x, y, settings, device=ctx.device, dtype=ctx.dtype)
-    return {**result.to_json(), "data": data}
-
-
-def _landscape(ctx: Context, run: RunConfig) -> dict:
-    settings = ctx.profile.landscape
-    x, y, data = ctx.analysis_data(run, settings.n_samples, settings.seed)
-    model = load_trained(ctx, run)
-    # current and loadable: stage_analyses has just checked (or recomputed) curvature under this lock
-    vectors = load_torch(ctx.run_dir(run) / paths.EIGENVECTORS_PT).to(device=ctx.device, dtype=ctx.dtype)
-    result = measure_landscape(model, params_of(model), vectors, x, y, settings, device=ctx.device, dtype=ctx.dtype)
-    return {**result.to_json(), "data": data}
-
-
-ANALYSIS_FUNCTIONS: dict[str, Callable[[Context, RunConfig], dict]] = {
-    "curvature": _curvature, "sharpness": _sharpness, "landscape": _landscape,
-}
-
-
-def stage_run(ctx: Context, runs: list[RunConfig]) -> None:
-    stage_train(ctx, runs)
-    for run in runs:
-        stage_analyses(ctx, run)
-
-
-# ---- study-level stages --------------------------------------------------------------------
-
-
-def stage_study(ctx: Context, kinds: list[str] | None = None) -> None:
-    """The profile-level analyses (all the profile asks for, or the given kinds), each skipped when current."""
-    available = study_kinds(ctx)
-    for kind in kinds or available:
-        if kind not in available:
-            raise MinimaError(f"study: profile {ctx.profile.ref} has no {kind} part (interpolate is empty)")
-        for run in study_runs(ctx, kind):
-            if not is_trained(ctx, run):
-                raise MinimaError(f"run {run.run_hash} ({run.label}) is not trained yet: run `{advice(ctx)}`")
-        with locked(study_path(ctx, kind).with_suffix(".lock")):
-            inputs = study_inputs(ctx, kind)
-            if is_current(ctx, study_path(ctx, kind), inputs):
-                continue
-            started, cpu = time.perf_counter(), time.process_time()
-            values = _dinh(ctx) if kind == "dinh" else _interpolation(ctx)
-            record = {**values, "inputs": inputs, "stage_seconds": time.perf_counter() - started,
-                      "cpu_seconds": time.process_time() - cpu}
-            write_json(study_path(ctx, kind), finite_or_none(record))
-            print(f"minima: study {kind} in {record['stage_seconds']:.1f} s", file=sys.stderr)
-
-
-def _dinh(ctx: Context) -> dict:
-    profile = ctx.profile
-    if profile.study.model != "modern":
-        return {"applicable": False, "rows": [], "note": f"Dinh's rescaling needs positively homogeneous activations (ReLU); the {profile.study.model} variant uses tanh"}
-    run = dinh_run(ctx)
-    if run is None:
-        name, n = profile.study.dinh_optimizer, len(study_runs(ctx, "dinh"))
-        return {"applicable": False, "rows": [], "note": (
-            f"none of the {n} {name} runs converged (full training loss ≤ {profile.train.stop_loss:g} within "
-            f"max_epochs = {profile.train.max_epochs}, not diverged): a capped run is no minimum")}
-    model = load_trained(ctx, run)
-    cx, cy, _ = ctx.analysis_data(run, profile.curvature.n_samples, profile.curvature.seed)
-    sx, sy, _ = ctx.analysis_data(run, profile.sharpness.n_samples, profile.sharpness.seed)
-    test = ctx.test_set().split
-    reference = evaluate(model, params_of(model), test.x, test.y)
-    probe = test.x[:256]
-    with torch.no_grad():
-        logits = model(probe)
-
-    def measure(params: dict) -> dict:
-        scaled = build_model(run.model, seed=run.seed, dtype=ctx.dtype, device=ctx.device)
-        scaled.load_state_dict(params)
-        curvature = curvature_engine.measure_top_and_trace(scaled, cx, cy, profile.curvature, device=ctx.device, dtype=ctx.dtype)
-        sharp = measure_sharpness(scaled, params, sx, sy, profile.sharpness, device=ctx.device, dtype=ctx.dtype).values()
-        evaluation = evaluate(scaled, params, test.x, test.y)
-        with torch.no_grad():
-            change = float((scaled(probe) - logits).abs().max() / logits.abs().max())
-        return {"top_eigenvalue": curvature.top.values[0], "trace": curvature.trace.mean,
-                "test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss, "max_logit_change": change, **sharp}
-
-    rows = dinh_rows(params_of(model), profile.dinh, variant=run.model, measure=measure)
-    return {"applicable": True, "run": run.run_hash, "optimizer": run.optimizer.name, "seed": run.seed,
-            "layers": list(profile.dinh.layers), "reference_test_accuracy": reference.accuracy, "rows": rows, "note": ""}
-
-
-def _interpolation(ctx: Context) -> dict:
-    a, b = study_runs(ctx, "interpolation")
-    settings = ctx.profile.landscape
-    x, y, data = ctx.analysis_data(a, settings.n_samples, settings.seed)
-    model_a, model_b = load_trained(ctx, a), load_trained(ctx, b)
-    result = measure_interpolation(model_a, params_of(model_a), params_of(model_b), x, y, settings, device=ctx.device, dtype=ctx.dtype)
-    return {"a": a.optimizer.name, "b": b.optimizer.name, "run_a": a.run_hash, "run_b": b.run_hash, "data": data, **result.to_json()}

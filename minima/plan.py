@@ -110,7 +110,7 @@ def _task_key(runs: list[RunConfig]) -> str:
 
 def build_plan(ctx: Context, task_runs: int = TASK_RUNS) -> Plan:
     profile, ref = ctx.profile, ctx.profile.ref
-    resources = {"gpu": 1 if ctx.device.type == "cuda" else 0}
+    resources = {"gpu": 1 if ctx.device_kind == "cuda" else 0}
     unit = max(_training_cost(run) for run in profile.runs)
     tasks, key_of = [], {}
     for runs in task_groups(profile.runs, task_runs):

@@ -23,34 +23,17 @@ and `rescale` refuses.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
-from pydantic import Field
 
 from minima.models import LAYERS
 from minima.models import variant as model_variant
 from minima.objective import Params, flatten
-from minima.settings import PositiveFloat, settings
-
-Layer = Literal["conv1", "conv2", "fc1", "fc2", "fc3"]
+from minima.specs import DinhSettings, Layer  # noqa: F401  (declared torch-free; imported from here too)
 
 HOMOGENEOUS_ACTIVATIONS = ("relu",)
 HOMOGENEOUS_POOLING = ("max", "avg")
-
-
-def _default_scales() -> tuple[float, ...]:
-    return tuple(10.0 ** (k / 2) for k in range(-4, 5))  # 1e-2 .. 1e2, 9 points
-
-
-@settings
-class DinhSettings:
-    scales: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)] = _default_scales()  # a: first layer x a, second x 1/a
-    layers: tuple[Layer, Layer] = ("conv1", "conv2")
-
-    def __post_init__(self) -> None:
-        if self.layers[0] == self.layers[1]:
-            raise ValueError(f"layers: must name two different layers, got {list(self.layers)}")
 
 
 def check_homogeneous(activation: str, pooling: str) -> None:

@@ -1,18 +1,49 @@
-"""Device, dtype and environment facts, chosen explicitly and recorded with every result."""
+"""Device, dtype and environment facts, chosen explicitly and recorded with every result.
+
+torch is imported only where a tensor, a device object or the GPU itself is needed: the stages
+that only plan, dispatch or summarize (`plan`, `execute`, `summarize`, `build`'s three) ask
+`device_kind` and `environment`, which answer without it on a machine with no GPU driver.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Device nodes a GPU driver creates (NVIDIA's; AMD's for ROCm builds of torch): without one of
+# them torch.cuda.is_available() is False, so asking torch (a 2 s import) can be skipped.
+GPU_DRIVER_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version", "/dev/kfd")
+
+
+def gpu_driver_present() -> bool:
+    return any(Path(node).exists() for node in GPU_DRIVER_NODES)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def device_kind(choice: str = "auto") -> str:
+    """"cuda" or "cpu": what select_device(choice) gives, without importing torch where no GPU
+    driver is installed (then CUDA cannot be available)."""
+    if choice == "cpu" or (choice == "auto" and not gpu_driver_present()):
+        return "cpu"
+    return select_device(choice).type
 
 
 def select_device(choice: str = "auto") -> torch.device:
+    import torch
+
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
@@ -26,6 +57,8 @@ def configure_device(device: torch.device) -> None:
     """float32 means float32 on GPUs too: TF32 matmuls and convolutions (10-bit mantissas) would
     put errors of about 1e-3 into Hessian-vector products, the size of the Lanczos tolerance."""
     if device.type == "cuda":
+        import torch
+
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
 
@@ -39,7 +72,7 @@ def show_progress(requested: bool = True) -> bool:
 
 
 def default_profile() -> str:
-    return "paper" if torch.cuda.is_available() else "quick"
+    return "paper" if device_kind("auto") == "cuda" else "quick"
 
 
 def cpu_name() -> str:
@@ -62,17 +95,36 @@ def git_state(repo: str | os.PathLike) -> tuple[str, bool]:
         return "unknown", False
 
 
-def environment(device: torch.device) -> dict:
+def environment(device: torch.device | str) -> dict:
+    """The software and hardware a stage ran on. `device`: a torch.device, or a device_kind;
+    on the CPU, with torch not yet imported, its version comes from the installed package's
+    metadata and the thread count from the rule configure_threads applies."""
+    on_gpu = str(device).startswith("cuda")
+    if on_gpu or "torch" in sys.modules:
+        import torch
+
+        version, threads = torch.__version__, torch.get_num_threads()
+    else:
+        version, threads = _installed_torch_version(), thread_count()
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__.split("+")[0],
-        "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": version.split("+")[0],
+        "cuda": torch.version.cuda if on_gpu else None,
+        "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
         "cpu": cpu_name(),
         "platform": platform.platform(terse=True),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "argv": " ".join(sys.argv),
     }
+
+
+def _installed_torch_version() -> str:
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:  # a torch without package metadata: ask it
+        import torch
+
+        return torch.__version__
 
 
 def parallel_jobs(makeflags: str | None = None) -> int:
@@ -86,10 +138,21 @@ def parallel_jobs(makeflags: str | None = None) -> int:
     return 1
 
 
+def thread_count() -> int:
+    """The threads torch runs on in a stage process: OMP_NUM_THREADS where it is set (torch reads
+    it), else the cores shared among `make -j`'s processes."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, (os.cpu_count() or 1) // parallel_jobs())
+
+
 def configure_threads() -> int:
     """Share the cores among `make -j` processes; oversubscribed CPU threads slow torch badly."""
+    import torch
+
     if "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
-    threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
+    threads = thread_count()
     torch.set_num_threads(threads)
     return threads

@@ -53,34 +53,10 @@ from minima.models import LAYERS, build_model, variant
 from minima.objective import evaluate, frozen_copy
 from minima.optimizers import OptimizerConfig, OptimizerState, Params
 from minima.paths import CHECKPOINT_PT, METRICS_JSON, MODEL_PT
-from minima.settings import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt, settings
 from minima.tensors import save_torch
+from minima.specs import TrainSettings
 
 __all__ = ["TrainJob", "TrainOutcome", "TrainSettings", "train", "finished_outcome", "batch_objective"]
-
-
-@settings
-class TrainSettings:
-    max_epochs: PositiveInt = 100
-    stop_loss: NonNegativeFloat = 0.01  # full-training-set cross-entropy that counts as fitted
-    stop_early: bool = True  # False: train all max_epochs (the original study), convergence still recorded
-    batch_size: PositiveInt = 128
-    label_noise: Fraction = 0.0  # fraction of training labels replaced by another class (seeded)
-    shuffle: bool = True  # False: batches in the fixed order 0..N-1, as the original study
-    stack_seeds: bool = False  # train the seeds of one optimizer config at once (vmap)
-    test_every: NonNegativeInt = 1  # evaluate the test set every n epochs; 0: only at the end
-    eval_chunk: PositiveInt = 5000
-    checkpoint_every: PositiveInt = 1  # epochs
-
-    def trajectory(self) -> dict[str, Any]:
-        """What decides the weights after each epoch: a checkpoint must agree on it to resume."""
-        return {"batch_size": self.batch_size, "shuffle": self.shuffle, "stop_loss": self.stop_loss,
-                "stop_early": self.stop_early}
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that decide a run's trained weights (its hash); bookkeeping is left out."""
-        return {**self.trajectory(), "max_epochs": self.max_epochs, "label_noise": self.label_noise,
-                "stack_seeds": self.stack_seeds}
 
 
 @dataclass(frozen=True)
@@ -402,8 +378,9 @@ def _finish(run: RunState, model: torch.nn.Module, data: TrainData, settings: Tr
     status = "ok" if diverged_epoch is None else "diverged"
     metrics = _metrics(run, settings, status, diverged_epoch, final)
     run_dir = run.job.run_dir
-    save_torch(run_dir / MODEL_PT, {n: p.detach().cpu().clone() for n, p in params.items()})
-    io.write_json(run_dir / METRICS_JSON, io.finite_or_none({**metrics, **extra}))
+    model = save_torch(run_dir / MODEL_PT, {n: p.detach().cpu().clone() for n, p in params.items()})
+    # the digest vouches for model.pt where plan and summarize check a run without torch
+    io.write_json(run_dir / METRICS_JSON, io.finite_or_none({**metrics, **extra, "model_sha256": io.file_sha256(model)}))
     (run_dir / CHECKPOINT_PT).unlink(missing_ok=True)
     return TrainOutcome(run_dir, status, metrics["converged"], run.epochs_to_fit, diverged_epoch,
                         metrics["epochs_completed"], final["train_loss"], final["train_accuracy"],

@@ -193,7 +193,7 @@ def tiny_build_root(tmp_path_factory, worker_id) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_summary(request) -> dict:
-    """A real schema-2 summary of the tiny profile, validated with minima.schema: the file named
+    """A real summary of the tiny profile, validated with minima.schema: the file named
     by MINIMA_TEST_SUMMARY when set, else the one `tiny_build_root` builds. Shared by the whole
     session: deep-copy it before changing anything."""
     from minima.schema import load_summary

@@ -180,6 +180,22 @@ def test_validation_labels_are_never_flipped(provisioned):
     assert len(validation.flipped) == 0 and validation.indices_sha256 == data.indices_sha256(validation.indices)
 
 
+@pytest.mark.parametrize("model_variant", ["modern", "seed"])
+def test_a_subset_is_preprocessed_alone_bit_for_bit_as_within_the_whole_split(provisioned, model_variant):
+    """select and select_validation convert only the images they take: the same tensors as
+    taking them from the whole converted split (which is then never converted)."""
+    root, _ = provisioned
+    dataset = data.load_dataset("mnist", model_variant, root, dtype=torch.float32, device="cpu")
+    training = data.select(dataset.train, 300, seed=3)
+    validation = data.select_validation(dataset.train, training, 200, seed=3)
+    assert "x" not in vars(dataset.train)  # nothing converted the 60,000 images
+    for subset in (training, validation):
+        assert torch.equal(subset.split.x, dataset.train.x[torch.as_tensor(subset.indices)])
+    assert data.select_validation(dataset.train, data.select(dataset.train, 0, seed=0), 200, seed=0).split.x.shape[0] == 0
+    test = data.select(dataset.test, 0, seed=0)  # the whole split: converted once, as before
+    assert test.indices is None and test.split.x is dataset.test.x and len(test.split.x) == 10000
+
+
 def test_label_noise_flips_exactly_that_fraction_to_other_classes():
     labels = np.arange(1000) % 10
     noisy, flipped = data.flip_labels(labels, 0.2, seed=0)

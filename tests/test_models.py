@@ -23,3 +23,12 @@ def test_modern_lenet_gives_identical_logits_with_and_without_autograd():
 
 def test_variants_share_state_dict_keys():
     assert build_model("modern", seed=0).state_dict().keys() == build_model("seed", seed=0).state_dict().keys()
+
+
+@pytest.mark.parametrize("name", ["modern", "seed"])
+def test_a_variants_stated_parameter_count_is_its_networks(name):
+    """The summary states n_params from the variant alone (no torch in `summarize`)."""
+    from minima.objective import num_params, params_of
+    from minima.specs import VARIANTS
+
+    assert VARIANTS[name].n_params == num_params(params_of(build_model(name, seed=0))) == 61706

@@ -190,6 +190,65 @@ def test_make_report_changes_no_run_and_names_what_is_corrupt(built, tmp_path):
     assert f"runs/{second['run']}/model.pt is corrupt" in error
 
 
+def _without_torch(tmp_path: Path) -> dict[str, str]:
+    """An environment where `import torch` fails (a package of that name that raises)."""
+    blocker = tmp_path / "no-torch"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text('raise ImportError("torch is absent in this test")\n')
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return {**env, "PYTHONPATH": os.pathsep.join([str(blocker), str(REPO)]), "MINIMA_PROGRESS": "0"}
+
+
+def test_plan_execute_and_summarize_of_a_current_study_run_without_torch(built, tmp_path):
+    """`build` (plan, execute, summarize) and `make report` decide what is current from the
+    digests recorded beside model.pt and eigenvectors.pt: with every result current, no process
+    imports torch, and the summary is the one the full build wrote."""
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine imports torch to choose its device")
+    root = copy_study(built, tmp_path / "root", parts=("runs", "data"))
+    env = _without_torch(tmp_path)
+    minima = [sys.executable, "-m", "minima"]
+    done = subprocess.run([*minima, "build", "--profile", "tiny", "--root", str(root)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 tasks pending" in done.stdout
+    rebuilt, original = (load_summary(r / "build" / "summary.json") for r in (root, built))
+    assert rebuilt["runs"] == original["runs"] and rebuilt["claims"] == original["claims"]
+    assert rebuilt["data"] == original["data"] and rebuilt["model"] == original["model"]
+    assert {k: v for k, v in rebuilt["environment"].items() if k != "threads"} == \
+        {k: v for k, v in original["environment"].items() if k != "threads"}
+
+    first, second = rebuilt["runs"][:2]
+    model = root / "runs" / first["run"] / "model.pt"
+    model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))  # one bit: still a zip
+    (root / "runs" / second["run"] / "eigenvectors.pt").write_bytes(b"truncated")
+    done = subprocess.run([*minima, "summarize", "--profile", "tiny", "--root", str(root)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"runs/{first['run']}/model.pt is corrupt (its SHA-256 differs from the one recorded when it was written)" in done.stderr
+    assert f"runs/{second['run']}/eigenvectors.pt is corrupt" in done.stderr
+
+
+def test_results_without_recorded_digests_are_checked_by_loading_them(built, tmp_path):
+    """Runs written before digests were recorded: their tensor files are checked as before, by
+    loading them; a readable one counts, an unreadable one is corrupt."""
+    from minima import pipeline
+
+    root = copy_study(built, tmp_path / "root")
+    ctx = pipeline.open_context("tiny", root=str(root), repair=False)
+    first, second = ctx.profile.runs[:2]
+    for run in (first, second):
+        path = root / "runs" / run.run_hash / "metrics.json"
+        record = json.loads(path.read_text())
+        del record["model_sha256"]
+        path.write_text(json.dumps(record))
+    (root / "runs" / second.run_hash / "model.pt").write_bytes(b"not a model")
+    assert pipeline.is_trained(ctx, first) and not pipeline.is_trained(ctx, second)
+    assert "not a readable torch file" in ctx.corrupt[root / "runs" / second.run_hash / "model.pt"]
+
+
 def test_the_landscape_stage_alone_brings_curvature_up_to_date_first(built, tmp_path, capsys):
     """It reads curvature's eigenvectors: with them missing it once failed ("cannot read")."""
     root = copy_study(built, tmp_path / "root")

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from minima import data as data_stage
-from minima import pipeline
+from minima import pipeline, stages
 from minima.bench.curvature import bench_curvature, bench_markdown, bench_summary
 from minima.bench.measurement import bench_measurement, measurement_markdown, measurement_summary
 from minima.bench.training import bench_cpu_layouts, bench_training
@@ -41,7 +42,7 @@ def _checkpoint(ctx: pipeline.Context) -> tuple[torch.nn.Module, str]:
     """A trained LeNet-5 of the profile if one exists, else 300 SGD steps from seed 0."""
     run = _trained_run(ctx)
     if run is not None:
-        return pipeline.load_trained(ctx, run), f"run {run.run_hash} ({run.optimizer.name}, seed {run.seed})"
+        return stages.load_trained(ctx, run), f"run {run.run_hash} ({run.optimizer.name}, seed {run.seed})"
     model = build_model("modern", seed=0, dtype=ctx.dtype, device=ctx.device)
     params = {k: v.requires_grad_(True) for k, v in params_of(model).items()}
     optimizer = torch.optim.SGD(params.values(), lr=0.1)
@@ -105,7 +106,7 @@ def main(ctx: pipeline.Context, *, out: Path, samples: int = 0, sections: list[s
     if not 0 <= samples <= len(train.y):
         raise MinimaError(f"--samples: must be in 1..{len(train.y)} (0: the default), got {samples}")
     work = _workload(ctx.device, samples)
-    x, y = train.x[: work.n_samples], train.y[: work.n_samples]
+    x, y = train.take(np.arange(work.n_samples)), train.y[: work.n_samples]  # converts only these images
     model, origin = _checkpoint(ctx)
     env = environment(ctx.device)
     env.pop("argv", None)

@@ -47,9 +47,8 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Iterator, Literal, Mapping
+from typing import Any, Iterator, Mapping
 
-from pydantic import Field
 
 import torch
 from torch import nn
@@ -61,39 +60,9 @@ from minima.curvature.lanczos import EigenResult, LanczosRun, lanczos
 from minima.curvature.trace import TraceResult, hutchinson
 from minima.io import finite_or_none
 from minima.objective import frozen_copy, num_params, params_of
-from minima.settings import NonNegativeFloat, NonNegativeInt, PositiveInt, settings
+from minima.specs import CurvatureSettings
 
 __all__ = ["CurvatureSettings", "CurvatureResult", "RescaledOperator", "measure", "measure_top_and_trace"]
-
-
-@settings
-class CurvatureSettings:
-    """Settings of the curvature stage (one TOML table)."""
-
-    n_samples: NonNegativeInt = 0  # training samples in the curvature set; 0 = the run's whole training set
-    top_k: PositiveInt = 5  # top eigenpairs
-    tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # Lanczos: stop when every wanted |beta_m s_m| / |theta| <= tol
-    max_iter: PositiveInt = 100  # Lanczos steps at most
-    # Lanczos steps at least (for the most negative eigenvalue; see the module docstring)
-    min_steps: NonNegativeInt = 0
-    trace_probes: Annotated[int, Field(ge=2)] = 100  # Rademacher probes of the (deflated) Hutchinson trace, at most
-    # stop the probes once the stderr bound <= trace_rel_stderr * |trace| (0: always trace_probes probes)
-    trace_rel_stderr: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    trace_min_probes: Annotated[int, Field(ge=2)] = 8  # probes before trace_rel_stderr is checked (capped at trace_probes)
-    density_probes: PositiveInt = 5  # SLQ Gaussian probes
-    density_steps: Annotated[int, Field(ge=2)] = 60  # Lanczos steps per SLQ probe
-    density_points: Annotated[int, Field(ge=10)] = 500  # grid points of the density
-    density_sigma: NonNegativeFloat = 0.0  # Gaussian broadening; 0 = 1 % of the Ritz-node range
-    density_runs: Literal["all", "first_seed"] = "all"  # first_seed: one density per configuration
-    balanced_tol: Annotated[float, Field(gt=0, lt=1)] = 1e-2  # lambda_max of the layer-balanced net
-    chunk_size: PositiveInt = 5000  # samples per forward/backward pass
-    seed: NonNegativeInt = 0  # seeds the probe and start-vector generators
-
-    def __post_init__(self) -> None:
-        if self.max_iter < self.top_k:
-            raise ValueError(f"max_iter: must be >= top_k ({self.top_k}), got {self.max_iter}")
-        if self.min_steps > self.max_iter:
-            raise ValueError(f"min_steps: must be <= max_iter ({self.max_iter}), got {self.min_steps}")
 
 
 @dataclass(frozen=True)

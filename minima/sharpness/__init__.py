@@ -29,45 +29,7 @@ from minima.sharpness.common import SharpnessSettings, prepare, value
 from minima.sharpness.epsilon import EpsilonSharpness, epsilon_sharpness_of
 from minima.sharpness.msharpness import MSharpness, batch_bases, m_sharpness_of, model_batch_losses
 from minima.sharpness.pacbayes import PacBayesFlatness, pacbayes_flatness_of
-
-MEASURES = (
-    "epsilon_sharpness",
-    "adaptive_worst",
-    "adaptive_average",
-    "pacbayes_flatness",
-    "pacbayes_mag_flatness",
-)
-NORM_WORDS = {"linf": "ℓ∞", "l2": "ℓ₂"}
-
-
-def msharpness_names(settings: SharpnessSettings) -> dict[str, tuple[str, float]]:
-    """Measure name -> (norm, rho) of every adaptive m-sharpness the settings ask for."""
-    out = {}
-    for norm, rhos in (("linf", settings.msharp_rhos_linf), ("l2", settings.msharp_rhos_l2)):
-        for rho in rhos:
-            out[f"adaptive_{norm}_m{settings.msharp_m}_rho{rho:g}"] = (norm, rho)
-    return out
-
-
-def measure_names(settings: SharpnessSettings) -> tuple[str, ...]:
-    return MEASURES + tuple(msharpness_names(settings))
-
-
-def descriptions(settings: SharpnessSettings) -> dict[str, str]:
-    out = dict(DESCRIPTIONS)
-    for name, (norm, rho) in msharpness_names(settings).items():
-        out[name] = (f"adaptive {NORM_WORDS[norm]} m-sharpness, m = {settings.msharp_m}, ρ = {rho:g}, "
-                     f"normalized logits (Andriushchenko et al. 2023)")
-    return out
-
-DESCRIPTIONS = {
-    "epsilon_sharpness": "ε-sharpness (Keskar et al. 2017)",
-    "adaptive_worst": "adaptive worst-case sharpness (Kwon et al. 2021; Andriushchenko et al. 2023)",
-    "adaptive_average": "adaptive average-case sharpness (Andriushchenko et al. 2023)",
-    "pacbayes_flatness": "PAC-Bayes flatness 1/σ² (Jiang et al. 2020)",
-    "pacbayes_mag_flatness": "magnitude-aware PAC-Bayes flatness 1/σ′² (Jiang et al. 2020)",
-}
-
+from minima.specs import DESCRIPTIONS, MEASURES, NORM_WORDS, descriptions, measure_names, msharpness_names  # noqa: F401
 
 def measure_generator(settings: SharpnessSettings, measure: str) -> torch.Generator:
     """The generator `measure_all` gives a measure: one stream per measure, from settings.seed,

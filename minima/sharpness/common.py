@@ -11,64 +11,18 @@ its sign (L-infinity) or its normalized value (L2), and the projection is a clam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from pydantic import Field
 
 from minima.objective import CPU_CHUNK, Params, evaluate, frozen_copy, loss_at, unflatten
-from minima.settings import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, settings
+from minima.specs import SharpnessSettings  # noqa: F401  (declared torch-free; imported from here too)
 
 LossFn = Callable[[Params], torch.Tensor]  # differentiable scalar
 AccuracyFn = Callable[[Params], float]
-
-
-@settings
-class SharpnessSettings:
-    """Settings of the sharpness stage; see each measure's module for the paper behind a default.
-
-    adaptive_rho and average_rho are different radii on purpose: the worst case bounds the norm
-    of the whole relative perturbation, the average case sets each coordinate's relative standard
-    deviation. Andriushchenko et al. 2023 scan 0.25..2 and 0.05..0.4 for CNNs; we take values
-    inside those grids. On a LeNet-5 at 97 % training accuracy (3 epochs on 12k MNIST images,
-    measured on 1000 of them, float32), rho = 0.5 raises the loss from 0.13 to 0.27 in the worst
-    case; in the average case rho = 0.1, 0.2, 0.4 give 0.006 +- 0.003, 0.021 +- 0.006 and
-    0.10 +- 0.016 with 20 draws, so 0.2 is the smallest radius whose mean stands clear of its
-    Monte Carlo error.
-    """
-
-    n_samples: NonNegativeInt = 0  # recorded training subset; 0 = the run's whole training set
-    epsilon: PositiveFloat = 1e-3  # Keskar et al.'s box size
-    epsilon_steps: PositiveInt = 20
-    adaptive_rho: PositiveFloat = 0.5  # radius of ||delta / (|w| + xi)||_2
-    adaptive_steps: PositiveInt = 20
-    adaptive_xi: NonNegativeFloat = 0.0  # Andriushchenko et al.'s code scales by |w| exactly
-    average_rho: PositiveFloat = 0.2  # relative noise level: delta ~ N(0, rho^2 (|w| + xi)^2)
-    average_samples: Annotated[int, Field(ge=2)] = 20  # a standard error needs two samples
-    pacbayes_target: PositiveFloat = 0.1  # deviation of the training accuracy (Jiang et al. 2020)
-    pacbayes_samples: PositiveInt = 10
-    pacbayes_iters: PositiveInt = 12
-    pacbayes_sigma_max: PositiveFloat = 2.0  # bisection bracket [0, sigma_max]
-    pacbayes_tolerance: NonNegativeFloat = 0.01  # stop once |deviation - target| is below this
-    pacbayes_mag_eps: NonNegativeFloat = 1e-3  # eps of the magnitude-aware noise (Jiang et al. 2020)
-    pacbayes_criterion: Literal["accuracy", "loss"] = "accuracy"  # loss: mean cross-entropy increase
-    pacbayes_search: Literal["secant", "bisection"] = "secant"  # how sigma is sought (pacbayes.py)
-    # Adaptive m-sharpness as Andriushchenko et al.'s code runs it (see msharpness.py): one
-    # measure per radius and norm; n points of the training set in order, batches of m.
-    msharp_rhos_linf: tuple[PositiveFloat, ...] = (0.002, 0.008)
-    msharp_rhos_l2: tuple[PositiveFloat, ...] = (0.5, 2.0)
-    msharp_m: PositiveInt = 128
-    msharp_points: PositiveInt = 1024
-    msharp_steps: PositiveInt = 20
-    msharp_normalize_logits: bool = True
-    seed: NonNegativeInt = 0
-
-    def __post_init__(self) -> None:
-        if not self.pacbayes_tolerance < self.pacbayes_target:
-            raise ValueError(f"pacbayes_tolerance: must be below pacbayes_target ({self.pacbayes_target}), got {self.pacbayes_tolerance}")
 
 
 # Samples per forward pass; above this the loss is checkpointed chunk by chunk so memory stays
