@@ -2,6 +2,7 @@
 in one folder (on a GPU machine the same script measures the real thing)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,9 +25,12 @@ def test_gpu_check_runs_end_to_end_on_cpu_with_small(tmp_path, tiny_build_root):
     (run,) = [r for r in summary["runs"] if r["optimizer"] == "sgd_momentum" and r["seed"] == 0
               and r["hyperparameters"]["batch_size"] == 32]
     shutil.rmtree(root / "runs" / run["run"])
+    # the session's program store (conftest): the bench and the retrained run load the traced
+    # Hessian-vector program instead of tracing it again (about 3 s of CPU each)
+    store = {"MINIMA_PROGRAM_STORE": os.environ["MINIMA_PROGRAM_STORE"]} if "MINIMA_PROGRAM_STORE" in os.environ else {}
     done = subprocess.run([str(SCRIPTS / "gpu_check.sh"), "--small", "--samples", str(BENCH_SAMPLES), "--out", str(out)],
                           capture_output=True, text=True, timeout=1800, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable,
-                                                                              "HOME": str(tmp_path)})
+                                                                              "HOME": str(tmp_path), **store})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "gpu_check.json").read_text())
     assert result["profile"] == "tiny" and result["runs"] == 12 and result["tests_exit_status"] == 0
