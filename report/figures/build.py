@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -30,7 +30,11 @@ from report.figures.catalog import FIGURES
 from report.figures.rcparams import PNG_DPI, RC
 
 STAMP = ".figures.sha256"
-PROVENANCE = ("created_by", "git_commit", "git_dirty", "environment", "timing")
+PROVENANCE = ("created_by", "git_commit", "git_dirty", "environment", "timing", "core_timing")
+# How long things took, wherever the summary records it (a run's, a stage's, an epoch's): no
+# figure draws a duration, and a run trained again to the same weights takes another time.
+DURATIONS = frozenset({"seconds", "wall_time", "train_seconds", "analysis_seconds", "train_core_seconds",
+                       "analysis_core_seconds", "cpu_seconds", "stage_seconds"})
 FIGURE_CODE = Path(__file__).resolve().parent
 
 
@@ -85,11 +89,20 @@ def render_figure(name: str, summary: Summary, out_dir: Path) -> FigureResult:
     return FigureResult(name, pdf, png, None)
 
 
+def _without_durations(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_durations(v) for k, v in value.items() if k not in DURATIONS}
+    if isinstance(value, list):
+        return [_without_durations(v) for v in value]
+    return value
+
+
 def cache_key(summary: Summary) -> str:
     """Changes when the summary, the figure code (with the schema methods it calls) or matplotlib changes."""
-    # Provenance (the command, the commit, the machine, the timings) appears in no figure; leaving
-    # it out lets `make report` after `make all` reuse the figures.
-    drawn = summary.model_dump(mode="json", by_alias=True, exclude=set(PROVENANCE))
+    # Provenance (the command, the commit, the machine) and durations appear in no figure; leaving
+    # them out lets `make report` after `make all`, or a run trained again to the same weights,
+    # reuse the figures.
+    drawn = _without_durations(summary.model_dump(mode="json", by_alias=True, exclude=set(PROVENANCE)))
     digest = hashlib.sha256(json.dumps(drawn, sort_keys=True, allow_nan=True).encode())
     for module in (*sorted(FIGURE_CODE.glob("*.py")), Path(style.__file__), Path(schema.__file__),
                    Path(formats.__file__)):

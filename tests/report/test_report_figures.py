@@ -112,6 +112,13 @@ def test_render_figures_is_a_no_op_when_current(tiny_summary, tmp_path, monkeypa
     assert figures.render_figures(typed(summary), tmp_path)["interpolation"].available
     provenance = {**summary, "created_by": "another command", "timing": {"total": 1.0}}
     assert figures.render_figures(typed(provenance), tmp_path)["interpolation"].available  # drawn from neither
+    # a run trained and measured again to the same numbers: only its durations differ
+    retrained = copy.deepcopy(summary)
+    run = retrained["runs"][0]
+    run["train_seconds"] += 1.0
+    run["history"]["wall_time"] = [t + 1.0 for t in run["history"]["wall_time"]]
+    run["analysis_core_seconds"] = {kind: 2.0 for kind in run["analysis_core_seconds"]}
+    assert figures.render_figures(typed(retrained), tmp_path)["interpolation"].available
     summary["interpolation"]["loss"][0] = 5.0
     with pytest.raises(AssertionError, match="redrawn"):
         figures.render_figures(typed(summary), tmp_path)
