@@ -255,6 +255,12 @@ def _stages():
     return stages
 
 
+def _tensors():
+    from minima import tensors  # torch, as above
+
+    return tensors
+
+
 def analyses_of(ctx: Context, run: RunConfig) -> tuple[str, ...]:
     """What a trained run needs: every analysis if it did not diverge; landscapes for first seeds."""
     record = metrics(ctx, run) or {}
@@ -285,7 +291,7 @@ def analysis_is_current(ctx: Context, run: RunConfig, kind: str, inputs: dict | 
     if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
         vectors = ctx.run_dir(run) / paths.EIGENVECTORS_PT
         digest = (read_json_or_none(path) or {}).get("eigenvectors_sha256")
-        current = vectors.exists() and _intact(ctx, vectors, digest, lambda: _stages().load_torch(vectors))
+        current = vectors.exists() and _intact(ctx, vectors, digest, lambda: _tensors().load_torch(vectors))
     return current
 
 

@@ -378,9 +378,9 @@ def _finish(run: RunState, model: torch.nn.Module, data: TrainData, settings: Tr
     status = "ok" if diverged_epoch is None else "diverged"
     metrics = _metrics(run, settings, status, diverged_epoch, final)
     run_dir = run.job.run_dir
-    model = save_torch(run_dir / MODEL_PT, {n: p.detach().cpu().clone() for n, p in params.items()})
+    model_path = save_torch(run_dir / MODEL_PT, {n: p.detach().cpu().clone() for n, p in params.items()})
     # the digest vouches for model.pt where plan and summarize check a run without torch
-    io.write_json(run_dir / METRICS_JSON, io.finite_or_none({**metrics, **extra, "model_sha256": io.file_sha256(model)}))
+    io.write_json(run_dir / METRICS_JSON, io.finite_or_none({**metrics, **extra, "model_sha256": io.file_sha256(model_path)}))
     (run_dir / CHECKPOINT_PT).unlink(missing_ok=True)
     return TrainOutcome(run_dir, status, metrics["converged"], run.epochs_to_fit, diverged_epoch,
                         metrics["epochs_completed"], final["train_loss"], final["train_accuracy"],
