@@ -25,7 +25,7 @@ from minima import claims as claims_stage
 from minima import facts, paths, pipeline, stats, verdicts
 from minima.claims import psi_groups
 from minima.config import VALIDATION_RULE
-from minima.data import DISPLAY_NAMES, describe_preprocessing, indices_sha256
+from minima.data import DISPLAY_NAMES, describe_preprocessing, subset_sha256
 from minima.facts import converged_runs, nested
 from minima.io import MinimaError, finite_or_none, json_text, read_json, read_json_or_none, write_text
 from minima.runtime import environment, git_state
@@ -308,11 +308,11 @@ def build_summary(ctx: pipeline.Context, created_by: str) -> dict[str, Any]:
             "n_test": _drawn_size(ctx, test_indices, "test"),
             "split_train": manifest.get("n_train"),
             "split_test": manifest.get("n_test"),
-            "train_indices_sha256": None if train_indices is None else indices_sha256(train_indices),
+            "train_indices_sha256": subset_sha256(train_indices),
             "train_subset": "class-stratified" if train_indices is not None else "the whole split",
             "test_subset": "class-stratified" if test_indices is not None else "the whole split",
             "n_val": len(val_indices),
-            "val_indices_sha256": indices_sha256(val_indices) if len(val_indices) else None,
+            "val_indices_sha256": subset_sha256(val_indices),
             "validation_rule": VALIDATION_RULE,
             "data_seed": profile.study.data_seed,
             "preprocessing": describe_preprocessing(profile.study.dataset, profile.study.model),

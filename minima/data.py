@@ -393,6 +393,11 @@ def flip_labels(labels: np.ndarray, fraction: float, seed: int, n_classes: int =
     return noisy, positions
 
 
+def subset_sha256(indices: np.ndarray | None) -> str | None:
+    """What a subset records of its indices: their SHA-256, None for a whole split or no images."""
+    return None if indices is None or len(indices) == 0 else indices_sha256(indices)
+
+
 def indices_sha256(array: np.ndarray) -> str:
     """SHA-256 of an index array as int64 bytes: names a subset of a split, whatever its dtype."""
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.int64).tobytes()).hexdigest()
@@ -489,7 +494,7 @@ def select(split: Split | LoadedSplit, n: int, seed: int, label_noise: float = 0
     if label_noise > 0:
         y, flipped = flip_labels(y, label_noise, seed)
     chosen = Split(x, torch.as_tensor(y, dtype=torch.long, device=split.y.device))
-    return Subset(chosen, indices, flipped, None if indices is None else indices_sha256(indices))
+    return Subset(chosen, indices, flipped, subset_sha256(indices))
 
 
 def select_validation(split: Split | LoadedSplit, training: Subset, n: int, seed: int) -> Subset:
@@ -499,7 +504,7 @@ def select_validation(split: Split | LoadedSplit, training: Subset, n: int, seed
 
     indices = validation_indices(split.y.cpu().numpy(), training.indices, n, seed)
     chosen = Split(split.take(indices), split.y[torch.as_tensor(indices, device=split.y.device)])
-    return Subset(chosen, indices, np.zeros(0, dtype=np.int64), indices_sha256(indices) if len(indices) else None)
+    return Subset(chosen, indices, np.zeros(0, dtype=np.int64), subset_sha256(indices))
 
 
 def default_data_dir() -> Path | None:

@@ -65,7 +65,7 @@ class Context:
     @property
     def device_kind(self) -> str:
         """"cuda" or "cpu", as `device.type` says, without importing torch where no GPU driver is."""
-        return self.device.type if "device" in vars(self) else device_kind(self.profile.study.device)
+        return device_kind(self.profile.study.device)
 
     def run_dir(self, run: RunConfig) -> Path:
         return self.layout.run_dir(run.run_hash)
@@ -89,11 +89,17 @@ class Context:
 
     def drawn(self, run: RunConfig) -> dict[str, np.ndarray | None]:
         """The indices of the run's training, validation and test images (None: a whole split), as
-        the sets below draw them: from the labels alone, so a report of them loads no image."""
-        arrays = self._arrays[0]
-        train = data_stage.subset_indices(arrays["train_labels"], run.n_train, run.data_seed)
-        return {"train": train, "validation": data_stage.validation_indices(arrays["train_labels"], train, run.n_val, run.data_seed),
-                "test": data_stage.subset_indices(arrays["test_labels"], self.profile.study.n_test, self.profile.study.data_seed)}
+        the sets below draw them: from the labels alone, so a report of them loads no image.
+        Drawn once per subset, like the sets: the runs of a study share them."""
+        key = ("drawn", run.n_train, run.data_seed, run.n_val)
+        if key not in self._cache:
+            arrays, study = self._arrays[0], self.profile.study
+            train = data_stage.subset_indices(arrays["train_labels"], run.n_train, run.data_seed)
+            self._cache[key] = {
+                "train": train,
+                "validation": data_stage.validation_indices(arrays["train_labels"], train, run.n_val, run.data_seed),
+                "test": data_stage.subset_indices(arrays["test_labels"], study.n_test, study.data_seed)}
+        return self._cache[key]
 
     def split_size(self, split: str) -> int:
         return len(self._arrays[0][f"{split}_labels"])
@@ -191,13 +197,18 @@ def advice(ctx: Context) -> str:
 def is_current(ctx: Context, path: Path, inputs: dict[str, Any]) -> bool:
     """The one currency check: the result exists, is readable and was computed from `inputs`.
     A corrupt result is moved aside (and so recomputed)."""
+    return current_record(ctx, path, inputs) is not None
+
+
+def current_record(ctx: Context, path: Path, inputs: dict[str, Any]) -> dict | None:
+    """The result at `path` where it is current (is_current), else None."""
     if not path.exists():
-        return False
+        return None
     record = read_json_or_none(path, require=("inputs",))
     if record is None:
         _corrupt(ctx, path, "unreadable or incomplete result")
-        return False
-    return record["inputs"] == inputs
+        return None
+    return record if record["inputs"] == inputs else None
 
 
 def _corrupt(ctx: Context, path: Path, why: str) -> None:
@@ -227,7 +238,7 @@ def is_trained(ctx: Context, run: RunConfig) -> bool:
     model_path = ctx.run_dir(run) / paths.MODEL_PT
     if record is None or record["status"] not in ("ok", "diverged") or not model_path.exists():
         return False
-    if not _intact(ctx, model_path, record.get("model_sha256"), lambda: _stages().load_trained(ctx, run)):
+    if not _intact(ctx, model_path, record.get("model_sha256"), lambda: _load_trained(ctx, run)):
         if ctx.repair:
             _corrupt(ctx, ctx.run_dir(run) / paths.METRICS_JSON, "its model.pt was corrupt")
         return False
@@ -249,16 +260,17 @@ def _intact(ctx: Context, path: Path, digest: str | None, load: Callable[[], Any
     return True
 
 
-def _stages():
-    from minima import stages  # the computing half: torch, imported only where a file must be loaded
+# torch is imported only where a record without a digest leaves a file to be loaded
+def _load_trained(ctx: Context, run: RunConfig) -> None:
+    from minima.stages import load_trained
 
-    return stages
+    load_trained(ctx, run)
 
 
-def _tensors():
-    from minima import tensors  # torch, as above
+def _load_tensors(path: Path) -> None:
+    from minima.tensors import load_torch
 
-    return tensors
+    load_torch(path)
 
 
 def analyses_of(ctx: Context, run: RunConfig) -> tuple[str, ...]:
@@ -286,13 +298,12 @@ def analysis_path(ctx: Context, run: RunConfig, kind: str) -> Path:
 def analysis_is_current(ctx: Context, run: RunConfig, kind: str, inputs: dict | None = None) -> bool:
     """`inputs`: analysis_inputs(ctx, run, kind) where the caller has them already."""
     inputs = analysis_inputs(ctx, run, kind) if inputs is None else inputs
-    path = analysis_path(ctx, run, kind)
-    current = is_current(ctx, path, inputs)
-    if kind == "curvature" and current:  # the landscape reads the eigenvectors saved beside curvature.json
-        vectors = ctx.run_dir(run) / paths.EIGENVECTORS_PT
-        digest = (read_json_or_none(path) or {}).get("eigenvectors_sha256")
-        current = vectors.exists() and _intact(ctx, vectors, digest, lambda: _tensors().load_torch(vectors))
-    return current
+    record = current_record(ctx, analysis_path(ctx, run, kind), inputs)
+    if record is None or kind != "curvature":
+        return record is not None
+    # the landscape reads the eigenvectors saved beside curvature.json
+    vectors = ctx.run_dir(run) / paths.EIGENVECTORS_PT
+    return vectors.exists() and _intact(ctx, vectors, record.get("eigenvectors_sha256"), lambda: _load_tensors(vectors))
 
 
 def run_is_current(ctx: Context, run: RunConfig) -> bool:

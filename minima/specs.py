@@ -277,7 +277,7 @@ class LandscapeSettings:
             raise ValueError(f"interp_low: must be below interp_high ({self.interp_high}), got {self.interp_low}")
 
 
-Layer = Literal["conv1", "conv2", "fc1", "fc2", "fc3"]
+Layer = Literal[LAYERS]  # one of LAYERS (Literal of a tuple: its items)
 
 
 def _default_scales() -> tuple[float, ...]:
