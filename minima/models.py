@@ -12,7 +12,7 @@ analysis treats them alike.
 from __future__ import annotations
 
 import torch
-from minima.specs import LAYERS, VARIANTS, Variant, variant  # noqa: F401  (declared torch-free; imported from here too)
+from minima.specs import LAYER_SHAPES, LAYERS, VARIANTS, Variant, variant  # noqa: F401  (declared torch-free; imported from here too)
 from torch import nn
 from torch.nn import functional as F
 
@@ -21,11 +21,11 @@ class LeNet5(nn.Module):
     def __init__(self, spec: Variant):
         super().__init__()
         self.spec = spec
-        self.conv1 = nn.Conv2d(1, 6, 5, padding=spec.conv1_padding)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        # in LAYER_SHAPES' order, which is the order the seed initializes them in
+        for name, (inputs, outputs, kernel) in LAYER_SHAPES.items():
+            padding = spec.conv1_padding if name == "conv1" else 0
+            layer = nn.Conv2d(inputs, outputs, kernel, padding=padding) if kernel else nn.Linear(inputs, outputs)
+            self.add_module(name, layer)
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x) if self.spec.activation == "relu" else torch.tanh(x)

@@ -29,10 +29,9 @@ class Variant:
 
     @property
     def n_params(self) -> int:
-        """LeNet-5's parameter count: conv 1->6 and 6->16 (5x5), then 16*5*5 -> 120 -> 84 -> 10,
-        weights and biases (the input size changes conv1's padding, not its weights)."""
-        shapes = [(6, 1 * 25), (16, 6 * 25), (120, 16 * 5 * 5), (84, 120), (10, 84)]
-        return sum(out * (fan_in + 1) for out, fan_in in shapes)
+        """LeNet-5's parameter count, weights and biases, from LAYER_SHAPES (the input size
+        changes conv1's padding, not its weights)."""
+        return sum(out * (inputs * (kernel * kernel if kernel else 1) + 1) for inputs, out, kernel in LAYER_SHAPES.values())
 
 
 VARIANTS = {
@@ -47,7 +46,11 @@ def variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
+# LeNet-5's layers in order, name -> (input channels or features, outputs, kernel side; 0 for a
+# fully connected layer): what minima.models builds and what Variant.n_params counts.
+LAYER_SHAPES: dict[str, tuple[int, int, int]] = {
+    "conv1": (1, 6, 5), "conv2": (6, 16, 5), "fc1": (16 * 5 * 5, 120, 0), "fc2": (120, 84, 0), "fc3": (84, 10, 0)}
+LAYERS = tuple(LAYER_SHAPES)
 
 
 # ---- training -------------------------------------------------------------------------------
