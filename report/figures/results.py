@@ -16,9 +16,15 @@ from report.figures import common
 from report.figures.rcparams import TEXTWIDTH
 from report.formats import words_num
 
-CLAIM_ROW = 0.62  # inches per claim
-CLAIM_WRAP = 46  # characters per line of a claim's label
-NOTE_WRAP = 70  # ... and of the note shown in place of a missing value
+# The claims figure fits one page with its caption: about 20 claims in 9 inches. Each row is as
+# tall as its label (and at least as tall as a value's axis with its ticks and statistic), so that
+# no label runs into its neighbours'; LaTeX still scales a taller figure (more claims) to the page.
+CLAIM_ROW = 0.42  # inches per claim, at least
+CLAIM_FONT = 6.0  # points, the label's and the note's
+STATISTIC_FONT = 5.5  # points, the statistic under each axis
+CLAIM_LINE = 0.11  # inches per line of a label (6 pt text, as matplotlib spaces its lines)
+CLAIM_WRAP = 60  # characters per line of a claim's label
+NOTE_WRAP = 62  # ... and of the note shown in place of a missing value
 SCATTER_COLUMNS = 4
 
 
@@ -30,18 +36,29 @@ def _claim_limits(points: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+def claim_label(number: int, claim) -> str:
+    """A claim's row label: its number, words, source and verdict, wrapped."""
+    return textwrap.fill(f"{number}. {claim.claim} ({claim.source}): {style.verdict_words(claim.verdict)}", CLAIM_WRAP)
+
+
 def claims(summary: Summary) -> Figure:
     """Each claim's statistic and 95 % interval, coloured by verdict, on the claim's own axis
     (the statistics have different units); a dotted line marks the rule's threshold where the
     summary gives it."""
     rows = summary.claims
-    fig = Figure(figsize=(TEXTWIDTH, CLAIM_ROW * len(rows) + 0.4))
-    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
-    for i, (ax, claim) in enumerate(zip(axes, rows), 1):
+    labels = [claim_label(i, claim) for i, claim in enumerate(rows, 1)]
+    # each row as tall as its label, so that no label runs into its neighbours'
+    heights = [max(CLAIM_ROW, CLAIM_LINE * (label.count("\n") + 1) + 0.04) for label in labels]
+    fig = Figure(figsize=(TEXTWIDTH, sum(heights) + 0.3))
+    axes = fig.subplots(len(rows), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    # constrained layout measured the widest label a few points narrower than it prints (its
+    # first letters fell off the page): a wider pad keeps them on it
+    fig.get_layout_engine().set(w_pad=8 / 72)
+    for ax, claim, label in zip(axes, rows, labels):
         colour = style.VERDICTS[claim.verdict][2]
-        label = (textwrap.fill(f"{i}. {claim.claim}", CLAIM_WRAP)
-                 + f"\n({claim.source}): {style.verdict_words(claim.verdict)}")
-        ax.set_ylabel(style.mpl_text(label), rotation=0, ha="right", va="center", fontsize=6.5)
+        # hung from the top of its row, beside the value's axis, its ticks and its statistic
+        ax.set_ylabel(style.mpl_text(label), rotation=0, ha="right", va="top", fontsize=CLAIM_FONT)
+        ax.yaxis.set_label_coords(-0.02, 1.0)
         ax.set_yticks([])
         ax.set_ylim(-1, 1)
         ax.spines["left"].set_visible(False)
@@ -51,9 +68,13 @@ def claims(summary: Summary) -> Figure:
         if claim.value is None:
             note = claim.reason or claim.note or "the summary gives none"
             text = textwrap.fill(f"{style.verdict_words(claim.verdict)}, no value: {note}", NOTE_WRAP)
-            ax.text(0.02, 0.5, style.mpl_text(text), transform=ax.transAxes, ha="left", va="center",
-                    fontsize=6.5, color=colour)
-            ax.set_xticks([])
+            ax.text(0.02, 1.0, style.mpl_text(text), transform=ax.transAxes, ha="left", va="top",
+                    fontsize=CLAIM_FONT, color=colour)
+            # an empty axis that takes the room of a drawn one (invisible ticks and statistic), so
+            # that every row's height is its own and the labels stay apart
+            ax.grid(False)
+            ax.tick_params(axis="x", colors="none")
+            ax.set_xlabel(" ", fontsize=STATISTIC_FONT, labelpad=1)
             ax.spines["bottom"].set_visible(False)
             continue
         scale = style.claim_scale(claim.unit)  # fractions are drawn in percentage points
@@ -70,7 +91,7 @@ def claims(summary: Summary) -> Figure:
         ax.plot([value], [0], marker="o", color=colour, markersize=5,
                 markerfacecolor=colour if interval else "white")
         ax.set_xlim(*_claim_limits(points))
-        ax.set_xlabel(style.mpl_text(style.claim_statistic(claim.statistic, claim.unit)), fontsize=5.5, labelpad=1)
+        ax.set_xlabel(style.mpl_text(style.claim_statistic(claim.statistic, claim.unit)), fontsize=STATISTIC_FONT, labelpad=1)
     handles = [Line2D([], [], color=hex_colour, marker="o", linewidth=2.2, label=words)
                for words, _, hex_colour in style.VERDICTS.values()]
     handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",

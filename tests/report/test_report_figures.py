@@ -81,6 +81,23 @@ def test_claims_figure_draws_every_verdict(tiny_summary, tmp_path):
     assert result.png.read_bytes().startswith(b"\x89PNG")
 
 
+def test_claims_labels_stay_on_the_page_and_apart(tiny_summary, tmp_path):
+    """Each claim's label (up to five lines for the m-sharpness claims) gets a row as tall as
+    itself: no label runs into its neighbour's or off the page's left edge, in the layout both
+    files are saved with."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    summary = typed(variants.with_every_verdict(tiny_summary))
+    fig = build.draw("claims", summary)
+    build.save(fig, tmp_path / "claims")  # lays the figure out once, as the report's files are
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [ax.yaxis.label.get_window_extent(renderer) for ax in fig.axes if ax.get_ylabel()]
+    assert len(boxes) == len(summary.claims) and max(b.height for b in boxes) > 4 * min(b.height for b in boxes) / 3
+    assert all(box.x0 > 0 for box in boxes)
+    for upper, lower in zip(boxes, boxes[1:]):
+        assert lower.y1 < upper.y0
+
+
 def _trimmed(summary):
     """Only the interpolation has data: every other figure is skipped (cheap to draw)."""
     s = copy.deepcopy(summary)
