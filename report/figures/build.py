@@ -62,6 +62,10 @@ def save(fig: Figure, stem: Path) -> tuple[Path, Path]:
         buf = io.BytesIO()
         fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "ModDate": None})
         write_bytes(pdf, buf.getvalue())
+        # The PNG keeps the layout the PDF was drawn with: constrained layout runs on every draw,
+        # and it was half of each save (every axis' tick labels measured again); the positions
+        # are fractions of the figure, so the two files show the same layout.
+        fig.set_layout_engine("none")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=PNG_DPI)
         write_bytes(png, buf.getvalue())
