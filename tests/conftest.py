@@ -32,6 +32,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cuda: runs on a CUDA device (skipped without one; scripts/gpu_check.sh runs them)")
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Within each file, the tests that need the session's tiny study run after the others
+    (a stable sort: each group keeps its order). The first worker to need the study builds it
+    while the other one waits on its lock; with this order the waiting worker first runs the
+    file's tests that do not need it (test_pipeline.py builds a study of its own), so neither
+    core sits idle behind the lock."""
+    def needs_tiny_study(item: pytest.Item) -> bool:
+        return "tiny_build_root" in getattr(item, "fixturenames", ())
+
+    order = {id(item): (str(item.path), needs_tiny_study(item)) for item in items}
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(str(item.path), index)
+    items.sort(key=lambda item: (first_seen[order[id(item)][0]], order[id(item)][1]))
+
+
 
 @pytest.fixture(scope="session")
 def worker_id(request) -> str:
