@@ -335,7 +335,8 @@ def andriushchenko(summary: dict) -> list[dict]:
     axes = summary["design"]["axes"]
     out = []
     for measure in variants:
-        label = summary["measures"].get(measure, measure)
+        # the measure's description cites the same paper as the claim: cited once, by the claim
+        label = summary["measures"].get(measure, measure).removesuffix(f" ({source})")
         spec = Spec(f"andriushchenko_{measure}", source,
                     f"Adaptive sharpness tracks the learning rate more than generalization ({label})",
                     "|ψ_lr| (Kendall τ of the sharpness with η, within groups where only η varies) against |Ψ| of the "
