@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,14 +39,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     while the other one waits on its lock; with this order the waiting worker first runs the
     file's tests that do not need it (test_pipeline.py builds a study of its own), so neither
     core sits idle behind the lock."""
-    def needs_tiny_study(item: pytest.Item) -> bool:
-        return "tiny_build_root" in getattr(item, "fixturenames", ())
-
-    order = {id(item): (str(item.path), needs_tiny_study(item)) for item in items}
-    first_seen: dict[str, int] = {}
+    first_seen: dict[Path, int] = {}
     for index, item in enumerate(items):
-        first_seen.setdefault(str(item.path), index)
-    items.sort(key=lambda item: (first_seen[order[id(item)][0]], order[id(item)][1]))
+        first_seen.setdefault(item.path, index)
+    items.sort(key=lambda item: (first_seen[item.path], "tiny_build_root" in getattr(item, "fixturenames", ())))
 
 
 
@@ -158,7 +155,6 @@ def symmetric():
 # ---- the tiny study, built once per session, and a real summary for the report's tests ------------
 
 import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 from testkit import HAVE_VENV, NEEDS_VENV, REPO  # noqa: E402
 

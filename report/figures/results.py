@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from minima.schema import GAP, Run, Summary
+from minima.schema import GAP, Claim, Run, Summary
 from report import style
 from report.figures import common
 from report.figures.rcparams import TEXTWIDTH
@@ -36,7 +36,7 @@ def _claim_limits(points: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def claim_label(number: int, claim) -> str:
+def claim_label(number: int, claim: Claim) -> str:
     """A claim's row label: its number, words, source and verdict, wrapped."""
     return textwrap.fill(f"{number}. {claim.claim} ({claim.source}): {style.verdict_words(claim.verdict)}", CLAIM_WRAP)
 

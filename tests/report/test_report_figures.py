@@ -82,7 +82,7 @@ def test_claims_figure_draws_every_verdict(tiny_summary, tmp_path):
 
 
 def test_claims_labels_stay_on_the_page_and_apart(tiny_summary, tmp_path):
-    """Each claim's label (up to five lines for the m-sharpness claims) gets a row as tall as
+    """Each claim's label (up to four lines for the m-sharpness claims) gets a row as tall as
     itself: no label runs into its neighbour's or off the page's left edge, in the layout both
     files are saved with."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
